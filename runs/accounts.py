@@ -1,0 +1,69 @@
+"""Writes for people and keys: users with a role, API keys (secret shown once, stored hashed)."""
+
+import hashlib
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from .errors import InvalidInput, NotFound
+from .models import ApiKey, ApiScope
+from .roles import ADMIN, ROLES
+
+KEY_PREFIX = "ao_"
+
+
+@transaction.atomic
+def user_set_role(*, username: str, role: str, password: str | None = None):
+    """Create or update `username` so it holds exactly `role`. Admins may use the Django admin."""
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    User = get_user_model()
+    user, _ = User.objects.get_or_create(username=username)
+    if password is not None:
+        user.set_password(password)
+    user.is_staff = role == ADMIN
+    user.is_superuser = role == ADMIN
+    user.save()
+    user.groups.set([Group.objects.get_or_create(name=role)[0]])
+    return user
+
+
+def api_key_hash(secret: str) -> str:
+    # Keys are 256 random bits, so a fast hash is as safe as a slow one and keeps auth cheap.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(*, name: str, scopes: list[str], created_by=None) -> tuple[ApiKey, str]:
+    """Create a key; return it with its secret, which is not stored and cannot be shown again."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("a key needs a name of 1 to 100 characters")
+    unknown = sorted(set(scopes) - set(ApiScope.values))
+    if unknown or not scopes:
+        raise InvalidInput(
+            f"scopes must be a non-empty subset of {', '.join(ApiScope.values)}",
+            details={"unknown": unknown},
+        )
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        name=name,
+        prefix=secret[: len(KEY_PREFIX) + 6],
+        key_hash=api_key_hash(secret),
+        scopes=sorted(set(scopes)),
+        created_by=created_by,
+    )
+    return key, secret
+
+
+def api_key_revoke(*, key_id: int) -> ApiKey:
+    """Revoke a key; it stops authenticating at once. Revoking twice keeps the first time."""
+    key = ApiKey.objects.filter(id=key_id).first()
+    if key is None:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key

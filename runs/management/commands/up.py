@@ -1,0 +1,171 @@
+"""`manage.py up`: migrate, create the demo users, then run web + worker + beat in the foreground.
+
+Each child runs in its own process group so a stop reaches its own children too (gunicorn's and
+Celery's pool processes). SIGINT or SIGTERM stops every child: politely first, then by force.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from runs.accounts import user_set_role
+from runs.roles import ROLES
+
+# Demo logins: a password per role, printed at start. `--no-demo` creates none of them.
+DEMO_USERS = {role: f"{role}-demo" for role in ROLES}
+ROLE_BLURBS = {
+    "support": "reads runs",
+    "engineer": "also starts, cancels and re-executes runs",
+    "admin": "also edits caps, prices and API keys",
+}
+STOP_GRACE_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = "Migrate, create demo users, and run the web server, a Celery worker and beat."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--host", default=os.environ.get("AGENTOPS_HOST", "127.0.0.1"))
+        parser.add_argument("--no-demo", action="store_true", help="create no demo users or runs")
+        parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
+
+    def handle(self, *args, port, host, no_demo, web_workers, **options):
+        if not 0 < port < 65536:
+            raise CommandError(f"--port {port} is not a TCP port")
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database is migrated.")
+        if not settings.DEBUG:
+            call_command("collectstatic", interactive=False, verbosity=0)
+        if not no_demo:
+            for role, password in DEMO_USERS.items():
+                user_set_role(username=role, role=role, password=password)
+
+        children = self._start_children(host, port, web_workers)
+        stopping = {"signal": None}
+
+        def request_stop(signum, frame):
+            stopping["signal"] = signum
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+        self._print_banner(host, port, no_demo)
+        exit_code = 0
+        try:
+            while stopping["signal"] is None:
+                dead = [name for name, proc in children.items() if proc.poll() is not None]
+                if dead:
+                    self.stderr.write(f"{', '.join(dead)} stopped unexpectedly; stopping all.")
+                    exit_code = 1
+                    break
+                time.sleep(0.3)
+        finally:
+            self._stop_children(children)
+        self.stdout.write("Stopped.")
+        if exit_code:
+            sys.exit(exit_code)
+
+    def _start_children(self, host: str, port: int, web_workers: int) -> dict:
+        python = sys.executable
+        commands = {
+            "web": [
+                python,
+                "-m",
+                "gunicorn",
+                "agentops.wsgi:application",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(web_workers),
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+                "--no-control-socket",
+                "--graceful-timeout",
+                str(STOP_GRACE_SECONDS - 2),
+            ],
+            "worker": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "agentops",
+                "worker",
+                "--pool",
+                settings.AGENTOPS_WORKER_POOL,
+                "--concurrency",
+                str(settings.AGENTOPS_WORKER_CONCURRENCY),
+                "--queues",
+                settings.AGENTOPS_QUEUE,
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"agentops-{os.getpid()}@%h",
+            ],
+            "beat": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "agentops",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ],
+        }
+        children = {}
+        try:
+            for name, command in commands.items():
+                children[name] = subprocess.Popen(command, start_new_session=True)
+        except OSError as exc:
+            self._stop_children(children)
+            raise CommandError(f"could not start {name}: {exc}") from exc
+        return children
+
+    def _stop_children(self, children: dict) -> None:
+        for proc in children.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for proc in children.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left (a worker still finishing a run, a stuck pool process) is killed; a run
+        # it held is detected as lost on redelivery, never silently executed twice.
+        for proc in children.values():
+            _signal_group(proc, signal.SIGKILL)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _print_banner(self, host: str, port: int, no_demo: bool) -> None:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        lines = ["", f"agentops is up: http://{shown}:{port}/"]
+        if not no_demo:
+            lines.append("Log in as:")
+            for role, password in DEMO_USERS.items():
+                lines.append(f"  {role:<9} password {password:<14} ({ROLE_BLURBS[role]})")
+        lines.append("Stop with Ctrl-C.")
+        self.stdout.write("\n".join(lines) + "\n")
+        self.stdout.flush()
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    if proc.poll() is not None and signum != signal.SIGKILL:
+        return
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass

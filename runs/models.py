@@ -1,0 +1,299 @@
+"""The domain's tables. Behaviour lives in services (writes) and selectors (reads), not here."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .ids import uuid7
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.BUDGET_EXCEEDED,
+        RunStatus.CANCELLED,
+        RunStatus.LOST,
+    }
+)
+
+
+class RunSource(models.TextChoices):
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+
+
+class ReplayMode(models.TextChoices):
+    LIVE = "live"
+    RECORDED_MODEL = "recorded_model"
+
+
+class Run(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    agent = models.CharField(max_length=100)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    # {"code": ..., "message": ..., ...}; error_code and cap_hit repeat two of its keys as columns
+    # so the run list can filter on them through an index.
+    error = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    cap_hit = models.CharField(max_length=40, blank=True, default="")
+    caps = models.JSONField(default=dict, blank=True)
+
+    tool_calls = models.PositiveIntegerField(default=0)
+    model_calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    wall_ms = models.PositiveBigIntegerField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    user_ref = models.CharField(max_length=200, blank=True, default="")
+    session_ref = models.CharField(max_length=200, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=10, choices=RunSource.choices, default=RunSource.INTERNAL)
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    replay_mode = models.CharField(max_length=20, choices=ReplayMode.choices, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    worker = models.CharField(max_length=200, blank=True, default="")
+    attempt = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="run_created"),
+            models.Index(fields=["status", "-created_at"], name="run_status_created"),
+            models.Index(fields=["agent", "-created_at"], name="run_agent_created"),
+            models.Index(fields=["user_ref", "-created_at"], name="run_user_created"),
+            models.Index(fields=["session_ref", "-created_at"], name="run_session_created"),
+            models.Index(fields=["error_code", "-created_at"], name="run_error_created"),
+            models.Index(fields=["cap_hit", "-created_at"], name="run_cap_created"),
+            # The reaper's query: running runs by heartbeat age.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="run_running_heartbeat",
+                condition=Q(status="running"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="run_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=RunSource.values), name="run_source_valid"
+            ),
+            models.CheckConstraint(condition=Q(cost_usd__gte=0), name="run_cost_nonnegative"),
+        ]
+
+    def __str__(self):
+        return f"{self.agent} {self.id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class EventKind(models.TextChoices):
+    MODEL_CALL = "model_call"
+    TOOL_CALL = "tool_call"
+    DECISION = "decision"
+    LOG = "log"
+    ERROR = "error"
+    LIFECYCLE = "lifecycle"
+
+
+class EventStatus(models.TextChoices):
+    RUNNING = "running"
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+class Event(models.Model):
+    """One step of a run. Written when it starts, completed when it ends."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    # No database constraint: an external agent may send a child before its parent.
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    name = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=20, choices=EventStatus.choices, default=EventStatus.OK)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True, default="")
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="event_run_seq_unique"),
+            models.CheckConstraint(condition=Q(kind__in=EventKind.values), name="event_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=EventStatus.values), name="event_status_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.run_id}#{self.seq} {self.kind} {self.name}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.ended_at is None:
+            return None
+        return int((self.ended_at - self.started_at).total_seconds() * 1000)
+
+
+GLOBAL_SCOPE = "global"
+
+
+class CapPolicy(models.Model):
+    """Limits for one scope: `global` (every field set) or an agent name (null = inherit)."""
+
+    scope = models.CharField(max_length=100, unique=True)
+    max_tool_calls = models.PositiveIntegerField(null=True, blank=True)
+    max_cost_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    max_wall_seconds = models.PositiveIntegerField(null=True, blank=True)
+    tool_timeout_seconds = models.DecimalField(
+        max_digits=8, decimal_places=3, null=True, blank=True
+    )
+    # {"tool_name": seconds}: per-tool timeouts that win over tool_timeout_seconds.
+    tool_timeouts = models.JSONField(default=dict, blank=True)
+    max_model_calls = models.PositiveIntegerField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "cap policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_cost_usd__isnull=True) | Q(max_cost_usd__gte=0),
+                name="cap_cost_nonnegative",
+            ),
+            models.CheckConstraint(
+                condition=Q(tool_timeout_seconds__isnull=True) | Q(tool_timeout_seconds__gt=0),
+                name="cap_tool_timeout_positive",
+            ),
+        ]
+
+    def __str__(self):
+        return f"caps: {self.scope}"
+
+
+class CapPolicyChange(models.Model):
+    """The audit trail of CapPolicy: who changed which scope, when, from what to what."""
+
+    scope = models.CharField(max_length=100)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=200, blank=True, default="")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at"]
+        indexes = [models.Index(fields=["scope", "-changed_at"], name="capchange_scope_time")]
+
+    def __str__(self):
+        return f"{self.scope} @ {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens for a model, in effect from `effective_from` until retired."""
+
+    model = models.CharField(max_length=200)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=4)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=4)
+    effective_from = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "effective_from"], name="modelprice_model_from_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(input_per_mtok__gte=0) & Q(output_per_mtok__gte=0),
+                name="modelprice_nonnegative",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.model}: ${self.input_per_mtok}/${self.output_per_mtok} per 1M"
+
+
+class ApiScope(models.TextChoices):
+    INGEST = "ingest"
+    RUNS_WRITE = "runs:write"
+    RUNS_READ = "runs:read"
+    ADMIN = "admin"
+
+
+class ApiKey(models.Model):
+    """An API key. Only a SHA-256 of the secret is stored; the secret is shown once."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The key's first characters, to tell it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

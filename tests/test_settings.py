@@ -1,0 +1,95 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from agentops.settings import broker_from_url, database_from_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sqlite_default_lives_in_data_dir_and_allows_concurrent_writers(tmp_path):
+    db = database_from_url("sqlite:///", tmp_path)
+    assert db["ENGINE"] == "django.db.backends.sqlite3"
+    assert db["NAME"] == str(tmp_path / "agentops.sqlite3")
+    assert db["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in db["OPTIONS"]["init_command"]
+
+
+def test_sqlite_absolute_path(tmp_path):
+    assert database_from_url("sqlite:////srv/data/a.db", tmp_path)["NAME"] == "/srv/data/a.db"
+
+
+def test_postgres_url_is_parsed(tmp_path):
+    db = database_from_url(
+        "postgres://u%40x:p%2Fw@db.example:5433/agentops?sslmode=require", tmp_path
+    )
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
+        "agentops", "u@x", "p/w", "db.example", "5433",
+    )  # fmt: skip
+    assert db["OPTIONS"] == {"sslmode": "require"}
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "nonsense", "postgres://host/"])
+def test_bad_database_url_names_the_variable(url, tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        database_from_url(url, tmp_path)
+
+
+def test_broker_schemes():
+    assert broker_from_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert broker_from_url("amqp://guest:guest@localhost//").startswith("amqp")
+    with pytest.raises(ImproperlyConfigured, match="CELERY_BROKER_URL"):
+        broker_from_url("kafka://x")
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [({"DATABASE_URL": "oracle://x/y"}, "DATABASE_URL"),
+     ({"CELERY_BROKER_URL": "zmq://x"}, "CELERY_BROKER_URL"),
+     ({"DEBUG": "maybe"}, "DEBUG")],
+)  # fmt: skip
+def test_bad_value_stops_startup_with_a_message(env, variable, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "AGENTOPS_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+def test_deploy_checks_are_clean_in_production_mode(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AGENTOPS_DATA_DIR": str(tmp_path),
+            "DEBUG": "0",
+            "SECRET_KEY": "k" * 20 + "-production-secret-that-is-long-and-random-9f8e7d6c5b4a",
+            "ALLOWED_HOSTS": "agentops.example.com",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+def test_no_model_change_lacks_a_migration():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

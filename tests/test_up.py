@@ -1,0 +1,73 @@
+"""`manage.py up` starts web + worker + beat, answers health, and leaves nothing behind."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except OSError:
+        return None, None
+
+
+@pytest.mark.integration
+def test_up_serves_health_and_stops_every_child_on_sigterm(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(AGENTOPS_DATA_DIR=str(tmp_path), AGENTOPS_QUEUE="agentops-up-test")
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "up", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = body = None
+        while time.monotonic() < deadline and status != 200:
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()
+            status, body = _get_json(f"http://127.0.0.1:{port}/api/v1/health")
+            time.sleep(0.3)
+        assert status == 200, (tmp_path / "up.log").read_text()
+        assert body["database"]["detail"] == "sqlite"
+        assert body["broker"]["detail"] == "filesystem"
+
+        output = (tmp_path / "up.log").read_text()
+        assert f"http://127.0.0.1:{port}/" in output
+        assert "support" in output and "support-demo" in output
+
+        # Web, worker and beat, each with its own children.
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        commands = " ".join(" ".join(p.cmdline()) for p in descendants)
+        assert "gunicorn" in commands and " worker" in commands and " beat" in commands
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        gone, alive = psutil.wait_procs(descendants, timeout=10)
+        assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
