@@ -4,6 +4,7 @@ Embedded defaults: SQLite and a file-based Celery broker, both under AGENTOPS_DA
 DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis/RabbitMQ.
 """
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -57,17 +58,25 @@ def database_from_url(url: str, data_dir: Path) -> dict:
         if not parts.path.strip("/"):
             raise ImproperlyConfigured(f"DATABASE_URL={url!r} names no database.")
         options = dict(parse_qsl(parts.query))
-        return {
+        config = {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": envint("DATABASE_CONN_MAX_AGE", "60"),
-            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": options,
         }
+        # A worker runs many runs on threads; a per-process pool lets them share a few
+        # connections instead of holding one each (PostgreSQL allows ~100 by default).
+        pool_max = envint("DATABASE_POOL_MAX", "20")
+        if pool_max > 0:
+            options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": 30})
+            config["CONN_MAX_AGE"] = 0
+        else:
+            config["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", "60")
+            config["CONN_HEALTH_CHECKS"] = True
+        return config
     raise ImproperlyConfigured(
         f"DATABASE_URL={url!r}: unknown scheme {scheme!r} (use sqlite:/// or postgres://)."
     )
@@ -190,6 +199,51 @@ if not DEBUG:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# The cache is shared by every web process: per-key throttling counts there. Redis when the
+# broker is Redis (or CACHE_URL says so), else a folder in the data dir (one machine).
+_cache_url = os.environ.get("CACHE_URL", "")
+if not _cache_url and os.environ.get("CELERY_BROKER_URL", "").startswith(("redis://", "rediss://")):
+    _cache_url = os.environ["CELERY_BROKER_URL"]
+if _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "agentops",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
+    }
+
+# Ingest limits (README "Ingest"): a body, items per batch, bytes per item, requests per key.
+AGENTOPS_INGEST_MAX_BODY_BYTES = envint("AGENTOPS_INGEST_MAX_BODY_BYTES", str(8 * 1024 * 1024))
+AGENTOPS_INGEST_MAX_ITEMS = envint("AGENTOPS_INGEST_MAX_ITEMS", "1000")
+AGENTOPS_INGEST_MAX_ITEM_BYTES = envint("AGENTOPS_INGEST_MAX_ITEM_BYTES", str(64 * 1024))
+AGENTOPS_INGEST_RATE_PER_SECOND = envint("AGENTOPS_INGEST_RATE_PER_SECOND", "200")
+DATA_UPLOAD_MAX_MEMORY_SIZE = AGENTOPS_INGEST_MAX_BODY_BYTES
+
+
+def envjsonlist(name: str) -> list[str]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ImproperlyConfigured(f"{name} must be a JSON array of strings.")
+    return value
+
+
+# Extra regular expressions whose matches are masked before anything an agent wrote is stored.
+AGENTOPS_SECRET_PATTERNS = envjsonlist("AGENTOPS_SECRET_PATTERNS")
+
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = broker_from_url(os.environ.get("CELERY_BROKER_URL", "filesystem://"))
 BROKER_DIR = DATA_DIR / "broker"
@@ -232,6 +286,26 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# A running run's heartbeat is stamped every interval; one older than STALE means its worker died.
+AGENTOPS_HEARTBEAT_INTERVAL = float(envint("AGENTOPS_HEARTBEAT_INTERVAL_MS", "1000")) / 1000
+AGENTOPS_HEARTBEAT_STALE_SECONDS = envint("AGENTOPS_HEARTBEAT_STALE_SECONDS", "30")
+AGENTOPS_REAP_EVERY_SECONDS = envint("AGENTOPS_REAP_EVERY_SECONDS", "15")
+# Modules that register user agents and tools (comma-separated), imported at start-up.
+AGENTOPS_AGENT_MODULES = [
+    m.strip() for m in os.environ.get("AGENTOPS_AGENT_MODULES", "").split(",") if m.strip()
+]
+OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+
+# Every periodic task, each with an `expires` so a backlog (beat up, workers down) cannot pile up.
+CELERY_BEAT_SCHEDULE = {
+    "reap-lost-runs": {
+        "task": "runs.reap",
+        "schedule": AGENTOPS_REAP_EVERY_SECONDS,
+        "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
+    },
+}
 
 AGENTOPS_WORKER_POOL = os.environ.get("AGENTOPS_WORKER_POOL", "threads")
 AGENTOPS_WORKER_CONCURRENCY = envint("AGENTOPS_WORKER_CONCURRENCY", "8")

@@ -13,6 +13,9 @@ from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationEr
 from agentops import health
 from runs.errors import AppError
 
+from .batch_api import router as batch_router
+from .runs_api import router as runs_router
+
 log = logging.getLogger(__name__)
 
 api = NinjaAPI(
@@ -22,6 +25,10 @@ api = NinjaAPI(
     docs_url="/docs",
     description="Run agents under hard limits, ingest steps from agents elsewhere, read runs.",
 )
+
+
+api.add_router("/", runs_router)
+api.add_router("/", batch_router)
 
 
 def error_response(request, status: int, code: str, message: str, details=None, headers=None):

@@ -37,3 +37,8 @@ class Forbidden(AppError):
 class Unavailable(AppError):
     status = 503
     code = "unavailable"
+
+
+class TooLarge(AppError):
+    status = 413
+    code = "too_large"

@@ -6,4 +6,6 @@ app_name = "runs"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("runs/<str:run_id>/", views.run_detail, name="run"),
+    path("runs/<str:run_id>/cancel/", views.run_cancel, name="cancel"),
 ]

@@ -30,7 +30,8 @@ def test_postgres_url_is_parsed(tmp_path):
     assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
         "agentops", "u@x", "p/w", "db.example", "5433",
     )  # fmt: skip
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"]["sslmode"] == "require"
+    assert db["OPTIONS"]["pool"]["max_size"] == 20
 
 
 @pytest.mark.parametrize("url", ["mysql://x/y", "nonsense", "postgres://host/"])

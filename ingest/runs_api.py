@@ -1,0 +1,149 @@
+"""/api/v1/runs: start, read, list, read steps, cancel. Thin: validate, call one service or
+selector, shape the answer."""
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from django.urls import reverse
+from ninja import Query, Router, Schema, Status
+from pydantic import Field
+
+from runs import selectors, services
+from runs.errors import TooLarge
+from runs.models import RunSource, RunStatus
+
+from .auth import api_auth, require_scope
+from .schemas import (
+    MAX_JSON_BYTES,
+    ErrorOut,
+    EventPage,
+    RunAccepted,
+    RunCreateIn,
+    RunOut,
+    RunPage,
+    RunStatusOut,
+    RunSummaryOut,
+)
+
+router = Router(auth=api_auth, tags=["runs"])
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+def _run_url(run) -> str:
+    return reverse("runs:run", args=[run.id])
+
+
+def _json_size(value) -> int:
+    return len(json.dumps(value, default=str))
+
+
+@router.post("/runs", response={202: RunAccepted, 413: ErrorOut, **ERRORS})
+def run_start(request, body: RunCreateIn):
+    """Queue a run of a registered agent; answers at once with its id (202)."""
+    who = require_scope(request, "runs:write")
+    for name in ("input", "metadata"):
+        if _json_size(getattr(body, name)) > MAX_JSON_BYTES:
+            raise TooLarge(f"{name} is larger than {MAX_JSON_BYTES} bytes")
+    run = services.run_create(
+        agent=body.agent,
+        input=body.input if body.input is not None else {},
+        caps=body.caps,
+        may_raise_caps=who.is_admin,
+        user_ref=body.user_ref,
+        session_ref=body.session_ref,
+        tags=body.tags,
+        metadata=body.metadata,
+        created_by=who.user,
+    )
+    return Status(202, {"id": run.id, "status": run.status, "url": _run_url(run)})
+
+
+class RunListQuery(Schema):
+    status: Literal[tuple(RunStatus.values)] | None = None  # type: ignore[valid-type]
+    agent: str = Field("", max_length=100)
+    user_ref: str = Field("", max_length=200)
+    session_ref: str = Field("", max_length=200)
+    source: Literal[tuple(RunSource.values)] | None = None  # type: ignore[valid-type]
+    error_code: str = Field("", max_length=40)
+    cap_hit: str = Field("", max_length=40)
+    q: str = Field("", max_length=200)
+    since: datetime | None = None
+    until: datetime | None = None
+    cursor: str = Field("", max_length=200)
+    limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
+
+
+@router.get("/runs", response={200: RunPage, **ERRORS})
+def run_list(request, query: Query[RunListQuery]):
+    """Runs, newest first, filtered; follow `next_cursor` for the next page."""
+    require_scope(request, "runs:read")
+    filters = selectors.RunFilters(
+        status=query.status or "",
+        agent=query.agent,
+        user_ref=query.user_ref,
+        session_ref=query.session_ref,
+        source=query.source or "",
+        error_code=query.error_code,
+        cap_hit=query.cap_hit,
+        q=query.q,
+        since=query.since,
+        until=query.until,
+    )
+    runs, next_cursor = selectors.runs_search(
+        filters=filters, cursor=query.cursor, limit=query.limit
+    )
+    items = [dict(_summary_fields(r), url=_run_url(r)) for r in runs]
+    return {"items": items, "next_cursor": next_cursor}
+
+
+SUMMARY_FIELDS = tuple(name for name in RunSummaryOut.model_fields if name != "url")
+
+
+def _summary_fields(run) -> dict:
+    return {name: getattr(run, name) for name in SUMMARY_FIELDS}
+
+
+@router.get("/runs/{ref}", response={200: RunOut, **ERRORS})
+def run_detail(request, ref: str):
+    """One run by full id or unique prefix (≥ 8 hex digits), with usage against its caps."""
+    require_scope(request, "runs:read")
+    run = selectors.run_get(ref=ref)
+    return {
+        **{f: getattr(run, f) for f in RunOut.model_fields if hasattr(run, f)},
+        "replay_of": run.replay_of_id,
+        "usage": selectors.run_usage_against_caps(run),
+        "url": _run_url(run),
+    }
+
+
+EVENT_FIELDS = ("id", "seq", "parent_id", "kind", "name", "status", "started_at",
+                       "ended_at", "input", "output", "model", "input_tokens", "output_tokens",
+                       "cost_usd", "error", "attributes")  # fmt: skip
+
+
+class EventQuery(Schema):
+    after_seq: int = Field(-1, ge=-1)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+@router.get("/runs/{ref}/events", response={200: EventPage, **ERRORS})
+def run_events(request, ref: str, query: Query[EventQuery]):
+    """The run's steps in order, after `after_seq`; follow `next_after_seq` for more."""
+    require_scope(request, "runs:read")
+    run = selectors.run_get(ref=ref)
+    events, next_after = selectors.events_page(
+        run=run, after_seq=query.after_seq, limit=query.limit
+    )
+    items = [
+        {**{f: getattr(e, f) for f in EVENT_FIELDS}, "duration_ms": e.duration_ms} for e in events
+    ]
+    return {"items": items, "next_after_seq": next_after}
+
+
+@router.post("/runs/{ref}/cancel", response={202: RunStatusOut, **ERRORS})
+def run_cancel(request, ref: str):
+    """Cancel a queued run at once, or ask a running one to stop (it ends `cancelled`)."""
+    require_scope(request, "runs:write")
+    run = services.run_cancel(run=selectors.run_get(ref=ref))
+    return Status(202, {"id": run.id, "status": run.status})

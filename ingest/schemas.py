@@ -1,0 +1,131 @@
+"""Request and response shapes of the API. Explicit fields only; sizes bounded."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from ninja import Schema
+from pydantic import Field, field_validator
+
+MAX_JSON_BYTES = 256 * 1024
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+class RunCreateIn(Schema):
+    agent: str = Field(min_length=1, max_length=100)
+    input: dict[str, Any] | list[Any] | str | int | float | bool | None = None
+    caps: dict[str, Any] | None = None
+    user_ref: str = Field("", max_length=200)
+    session_ref: str = Field("", max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _short_tags(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not tag or len(tag) > 50:
+                raise ValueError("each tag must be 1 to 50 characters")
+        return tags
+
+
+class RunAccepted(Schema):
+    id: UUID
+    status: str
+    url: str
+
+
+class CapUsage(Schema):
+    used: Decimal | int | None
+    limit: Decimal | int | float | None
+
+
+class RunOut(Schema):
+    id: UUID
+    agent: str
+    status: str
+    source: str
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    caps: dict[str, Any]
+    usage: dict[str, CapUsage]
+    tool_calls: int
+    model_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+    wall_ms: int | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    user_ref: str
+    session_ref: str
+    tags: list[Any]
+    metadata: dict[str, Any]
+    replay_of: UUID | None = None
+    replay_mode: str
+    attempt: int
+    url: str
+
+
+class RunSummaryOut(Schema):
+    id: UUID
+    agent: str
+    status: str
+    source: str
+    error_code: str
+    cap_hit: str
+    tool_calls: int
+    model_calls: int
+    cost_usd: Decimal
+    wall_ms: int | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+    user_ref: str
+    url: str
+
+
+class RunPage(Schema):
+    items: list[RunSummaryOut]
+    next_cursor: str | None = None
+
+
+class EventOut(Schema):
+    id: UUID
+    seq: int
+    parent_id: UUID | None = None
+    kind: str
+    name: str
+    status: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    input: Any = None
+    output: Any = None
+    model: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: Decimal | None = None
+    error: Any = None
+    attributes: dict[str, Any]
+
+
+class EventPage(Schema):
+    items: list[EventOut]
+    next_after_seq: int | None = None
+
+
+class RunStatusOut(Schema):
+    id: UUID
+    status: str

@@ -1,0 +1,368 @@
+"""Cap resolution and budget arithmetic (runs.limits, runs.budget): no database, no threads."""
+
+import json
+import random
+from decimal import Decimal
+
+import pytest
+
+from runs.budget import UNASKED_MAX_TOKENS
+from runs.limits import (
+    Budget,
+    BudgetExceeded,
+    CapError,
+    Caps,
+    Usage,
+    cost_of,
+    input_token_bound,
+    resolve_caps,
+)
+
+PREMIUM = (Decimal("15"), Decimal("75"))
+MINI = (Decimal("0.15"), Decimal("0.60"))
+GLOBAL = {
+    "max_tool_calls": 20,
+    "max_cost_usd": Decimal("0.50"),
+    "max_wall_seconds": 300,
+    "tool_timeout_seconds": Decimal("10"),
+    "tool_timeouts": {},
+    "max_model_calls": None,
+    "max_tokens": None,
+}
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+# Caps and resolution.
+
+
+def test_caps_defaults_are_the_design_defaults():
+    caps = Caps()
+    assert caps.max_tool_calls == 20
+    assert caps.max_cost_usd == Decimal("0.50")
+    assert caps.max_wall_seconds == 300
+    assert caps.tool_timeout_seconds == 10
+    assert caps.max_model_calls is None and caps.max_tokens is None
+
+
+def test_caps_round_trip_through_json():
+    caps = Caps(
+        max_tool_calls=7,
+        max_cost_usd=Decimal("1.2345"),
+        max_wall_seconds=2.5,
+        tool_timeout_seconds=3,
+        tool_timeouts={"slow": 12.5, "fast": 1},
+        max_model_calls=4,
+        max_tokens=9000,
+    )
+    data = json.loads(json.dumps(caps.to_dict()))
+    assert data["max_cost_usd"] == "1.2345"
+    assert Caps.from_dict(data) == caps
+
+
+def test_caps_from_dict_rejects_unknown_keys():
+    with pytest.raises(CapError) as info:
+        Caps.from_dict({"max_tool_call": 3})
+    assert info.value.field == "max_tool_call"
+
+
+def test_timeout_for_prefers_policy_then_declared_then_default():
+    caps = Caps(tool_timeout_seconds=10, tool_timeouts={"a": 4})
+    assert caps.timeout_for("a", declared=30) == 4
+    assert caps.timeout_for("b", declared=30) == 30
+    assert caps.timeout_for("b") == 10
+
+
+def test_resolve_agent_override_and_none_inherits():
+    caps = resolve_caps(
+        GLOBAL,
+        {"max_tool_calls": 50, "max_cost_usd": None, "tool_timeouts": {"slow": 30}},
+        None,
+        may_raise=False,
+    )
+    assert caps.max_tool_calls == 50
+    assert caps.max_cost_usd == Decimal("0.50")
+    assert caps.tool_timeouts == {"slow": 30}
+    assert caps.tool_timeout_seconds == 10
+
+
+def test_resolve_request_may_lower_any_cap():
+    caps = resolve_caps(
+        GLOBAL,
+        None,
+        {
+            "max_tool_calls": 5,
+            "max_cost_usd": "0.1",
+            "max_wall_seconds": 3,
+            "tool_timeout_seconds": 2,
+            "max_model_calls": 2,  # turning on an optional cap is lowering it
+            "max_tokens": 100,
+        },
+        may_raise=False,
+    )
+    assert (caps.max_tool_calls, caps.max_cost_usd, caps.max_wall_seconds) == (
+        5,
+        Decimal("0.1"),
+        3,
+    )
+    assert (caps.max_model_calls, caps.max_tokens, caps.tool_timeout_seconds) == (2, 100, 2)
+
+
+def test_resolve_request_equal_to_policy_is_not_a_raise():
+    caps = resolve_caps(GLOBAL, None, {"max_tool_calls": 20}, may_raise=False)
+    assert caps.max_tool_calls == 20
+
+
+@pytest.mark.parametrize(
+    "request_caps, field",
+    [
+        ({"max_tool_calls": 21}, "max_tool_calls"),
+        ({"max_cost_usd": "0.5001"}, "max_cost_usd"),
+        ({"max_wall_seconds": 301}, "max_wall_seconds"),
+        ({"tool_timeout_seconds": 10.5}, "tool_timeout_seconds"),
+        ({"tool_timeouts": {"slow": 31}}, "tool_timeouts.slow"),
+    ],
+)
+def test_resolve_request_may_not_raise_without_permission(request_caps, field):
+    agent = {"tool_timeouts": {"slow": 30}}
+    with pytest.raises(CapError) as info:
+        resolve_caps(GLOBAL, agent, request_caps, may_raise=False)
+    assert info.value.field == field
+    assert isinstance(info.value, ValueError)
+    # An admin may.
+    caps = resolve_caps(GLOBAL, agent, request_caps, may_raise=True)
+    assert caps != resolve_caps(GLOBAL, agent, None, may_raise=False)
+
+
+def test_resolve_request_raise_above_agent_override_is_refused():
+    with pytest.raises(CapError):
+        resolve_caps(GLOBAL, {"max_model_calls": 3}, {"max_model_calls": 4}, may_raise=False)
+
+
+def test_global_none_turns_optional_caps_off_but_not_required_ones():
+    caps = resolve_caps({**GLOBAL, "max_tokens": 10}, None, None, may_raise=False)
+    assert caps.max_tokens == 10
+    caps = resolve_caps({**GLOBAL, "max_tool_calls": None}, None, None, may_raise=False)
+    assert caps.max_tool_calls == 20
+
+
+@pytest.mark.parametrize(
+    "request_caps, field",
+    [
+        ({"max_tool_calls": 0}, "max_tool_calls"),
+        ({"max_tool_calls": -1}, "max_tool_calls"),
+        ({"max_tool_calls": True}, "max_tool_calls"),
+        ({"max_tool_calls": 2.5}, "max_tool_calls"),
+        ({"max_tool_calls": "many"}, "max_tool_calls"),
+        ({"max_cost_usd": "-0.01"}, "max_cost_usd"),
+        ({"max_cost_usd": "0.12345"}, "max_cost_usd"),
+        ({"max_cost_usd": "NaN"}, "max_cost_usd"),
+        ({"max_cost_usd": "cheap"}, "max_cost_usd"),
+        ({"max_wall_seconds": 0}, "max_wall_seconds"),
+        ({"max_wall_seconds": float("inf")}, "max_wall_seconds"),
+        ({"tool_timeout_seconds": -3}, "tool_timeout_seconds"),
+        ({"tool_timeouts": {"x": 0}}, "tool_timeouts.x"),
+        ({"tool_timeouts": ["x"]}, "tool_timeouts"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_resolve_rejects_bad_values_naming_the_field(request_caps, field):
+    with pytest.raises(CapError) as info:
+        resolve_caps(GLOBAL, None, request_caps, may_raise=True)
+    assert info.value.field == field
+
+
+def test_cost_cap_accepts_four_places_and_floats_exactly():
+    caps = resolve_caps(GLOBAL, None, {"max_cost_usd": 0.1234}, may_raise=False)
+    assert caps.max_cost_usd == Decimal("0.1234")
+    caps = resolve_caps(GLOBAL, None, {"max_cost_usd": "0.10000"}, may_raise=False)
+    assert caps.max_cost_usd == Decimal("0.1")
+
+
+# Cost.
+
+
+def test_cost_of_per_million_rounded_to_micro_dollars():
+    assert cost_of(1000, 1000, PREMIUM) == Decimal("0.090000")
+    assert cost_of(1_000_000, 0, MINI) == Decimal("0.150000")
+    assert cost_of(3, 0, MINI) == Decimal("0.000000")  # 0.00000045 rounds down
+    assert cost_of(4, 0, MINI) == Decimal("0.000001")  # 0.0000006 rounds up
+    assert cost_of(7, 3, PREMIUM).as_tuple().exponent == -6
+
+
+def test_input_token_bound_counts_utf8_bytes():
+    ascii_bound = input_token_bound([{"role": "user", "content": "a" * 100}])
+    euro_bound = input_token_bound([{"role": "user", "content": "€" * 100}])
+    assert euro_bound - ascii_bound == 200  # three bytes each instead of one
+    assert input_token_bound([], [{"name": "t"}]) > input_token_bound([])
+
+
+# The budget, at each boundary.
+
+
+def test_tool_calls_1_to_20_pass_and_the_21st_is_refused():
+    budget = Budget(Caps())
+    for n in range(1, 21):
+        assert budget.check_tool_call() == n
+    with pytest.raises(BudgetExceeded) as info:
+        budget.check_tool_call()
+    assert (info.value.cap, info.value.limit, info.value.used) == ("max_tool_calls", 20, 20)
+    assert budget.usage.tool_calls == 20  # the refused call is not counted
+    assert info.value.to_error()["code"] == "budget_exceeded"
+
+
+def test_model_calls_boundary():
+    budget = Budget(Caps(max_model_calls=3))
+    messages = [{"role": "user", "content": "hi"}]
+    for _ in range(3):
+        budget.check_model_call("m", messages, None, None)
+    with pytest.raises(BudgetExceeded) as info:
+        budget.check_model_call("m", messages, None, None)
+    assert (info.value.cap, info.value.limit, info.value.used) == ("max_model_calls", 3, 3)
+    assert budget.usage.model_calls == 3
+
+
+def test_model_calls_unlimited_by_default():
+    budget = Budget(Caps())
+    for _ in range(500):
+        budget.check_model_call("m", [], None, None)
+    assert budget.usage.model_calls == 500
+
+
+def test_deadline_boundary():
+    clock = FakeClock()
+    budget = Budget(Caps(max_wall_seconds=300), clock=clock)
+    clock.now += 299.999
+    budget.check_deadline()
+    assert budget.deadline_remaining() == pytest.approx(0.001)
+    clock.now += 0.001
+    with pytest.raises(BudgetExceeded) as info:
+        budget.check_deadline()
+    assert info.value.cap == "max_wall_seconds" and info.value.limit == 300
+
+
+def test_plan_passes_requested_max_tokens_through_when_nothing_limits_it():
+    budget = Budget(Caps())
+    assert budget.plan_model_call("m", [], None, None) is None
+    assert budget.plan_model_call("m", [], 256, None) == 256
+    assert budget.plan_model_call("m", [], 256, MINI) == 256  # $0.50 buys far more
+
+
+def test_plan_always_bounds_an_unasked_call_when_a_price_is_known():
+    budget = Budget(Caps(max_cost_usd=Decimal("0.50")))
+    # $0.50 buys ~800k tokens: the bound sent is the common models' output ceiling.
+    assert budget.plan_model_call("m", [], None, MINI) == UNASKED_MAX_TOKENS
+    budget.usage.cost_usd = Decimal("0.499")  # $0.001 buys ~1,600 tokens
+    clamp = budget.plan_model_call("m", [], None, MINI)
+    assert clamp is not None and clamp < 2000
+    assert cost_of(input_token_bound([]), clamp, MINI) <= Decimal("0.001")
+
+
+def test_plan_clamps_output_to_what_the_money_left_buys_exactly():
+    budget = Budget(Caps(max_cost_usd=Decimal("0.50")))
+    budget.usage.cost_usd = Decimal("0.45")
+    messages = [{"role": "user", "content": "x" * 400}]
+    bound = input_token_bound(messages)
+    allowed = budget.plan_model_call("m", messages, 100_000, PREMIUM)
+    left = Decimal("0.05")
+    assert cost_of(bound, allowed, PREMIUM) <= left
+    assert cost_of(bound, allowed + 1, PREMIUM) > left
+    assert 0 < allowed < 100_000
+    # A smaller request is not raised to the clamp.
+    assert budget.plan_model_call("m", messages, 10, PREMIUM) == 10
+
+
+def test_plan_refuses_when_not_one_output_token_fits():
+    messages = [{"role": "user", "content": "hello"}]
+    bound = input_token_bound(messages)
+    budget = Budget(Caps(max_cost_usd=Decimal("0.5")))
+    # Exactly enough for the input bound plus one output token: allowed, one token.
+    budget.usage.cost_usd = Decimal("0.5") - cost_of(bound, 1, PREMIUM)
+    assert budget.plan_model_call("m", messages, None, PREMIUM) == 1
+    # A micro-dollar less: refused.
+    budget.usage.cost_usd += Decimal("0.000001")
+    with pytest.raises(BudgetExceeded) as info:
+        budget.plan_model_call("m", messages, None, PREMIUM)
+    assert info.value.cap == "max_cost_usd"
+    assert info.value.limit == "0.5"
+
+
+def test_plan_refuses_when_the_money_is_spent():
+    budget = Budget(Caps(max_cost_usd=Decimal("0.50")))
+    budget.usage.cost_usd = Decimal("0.50")
+    with pytest.raises(BudgetExceeded) as info:
+        budget.check_model_call("m", [], None, MINI)
+    assert info.value.used == "0.50"
+    assert budget.usage.model_calls == 0
+
+
+def test_zero_cost_cap_refuses_every_priced_call_but_not_unpriced_ones():
+    budget = Budget(Caps(max_cost_usd=Decimal("0")))
+    with pytest.raises(BudgetExceeded):
+        budget.check_model_call("m", [], None, MINI)
+    assert budget.check_model_call("local", [], 50, None) == 50
+
+
+def test_plan_respects_the_run_token_cap_at_its_boundary():
+    messages = [{"role": "user", "content": "hi"}]
+    bound = input_token_bound(messages)
+    budget = Budget(Caps(max_tokens=bound + 10))
+    assert budget.plan_model_call("m", messages, None, None) == 10
+    assert budget.plan_model_call("m", messages, 4, None) == 4
+    budget.usage.output_tokens = 9
+    assert budget.plan_model_call("m", messages, None, None) == 1
+    budget.usage.output_tokens = 10
+    with pytest.raises(BudgetExceeded) as info:
+        budget.plan_model_call("m", messages, None, None)
+    assert (info.value.cap, info.value.limit, info.value.used) == ("max_tokens", bound + 10, 10)
+
+
+def test_spend_never_passes_the_cap_over_many_planned_calls():
+    rng = random.Random(7)
+    for _ in range(50):
+        cap = Decimal(rng.randint(1, 5000)) / 10000
+        budget = Budget(Caps(max_cost_usd=cap))
+        price = (Decimal(rng.randint(0, 3000)) / 100, Decimal(rng.randint(1, 9000)) / 100)
+        while True:
+            messages = [{"role": "user", "content": "w" * rng.randint(0, 3000)}]
+            try:
+                allowed = budget.check_model_call("m", messages, rng.randint(1, 20_000), price)
+            except BudgetExceeded:
+                break
+            # The worst case: every byte a token, every allowed output token used.
+            used_in = input_token_bound(messages)
+            budget.add_tokens(used_in, allowed, cost_of(used_in, allowed, price))
+            assert budget.usage.cost_usd <= cap
+        assert budget.usage.cost_usd <= cap
+
+
+def test_remaining_reports_each_cap():
+    clock = FakeClock()
+    budget = Budget(Caps(max_model_calls=5, max_tokens=1000, max_wall_seconds=60), clock=clock)
+    budget.check_tool_call()
+    budget.check_model_call("m", [], None, None)
+    budget.add_tokens(100, 50, Decimal("0.01"))
+    clock.now += 15
+    left = budget.remaining()
+    assert left.tool_calls == 19
+    assert left.model_calls == 4
+    assert left.tokens == 850
+    assert left.cost_usd == Decimal("0.49")
+    assert left.seconds == pytest.approx(45)
+    assert json.dumps(left.to_dict())
+    assert Budget(Caps()).remaining().model_calls is None
+
+
+def test_usage_to_dict_is_json_safe():
+    usage = Usage(tool_calls=1, cost_usd=Decimal("0.000123"))
+    assert json.loads(json.dumps(usage.to_dict()))["cost_usd"] == "0.000123"
+    copy = usage.copy()
+    copy.tool_calls = 5
+    assert usage.tool_calls == 1
