@@ -3,6 +3,7 @@ database-backed recorder, record the outcome. Called by the `runs.execute` task.
 
 import logging
 import threading
+import time
 from decimal import Decimal
 
 from django.conf import settings
@@ -25,16 +26,24 @@ log = logging.getLogger(__name__)
 class DbRecorder:
     """The runner's Recorder, writing through `services.events_record` (the one write path).
 
-    A step is written when it starts (status `running`) and rewritten whole when it ends, so a
-    hanging call is visible while it hangs. Cancel requests arrive through the heartbeat thread.
+    A step that ends quickly is written once, complete. A step still running when the runner next
+    checks in (it does every 0.2 s while it waits) is written then with status `running`, and
+    rewritten whole when it ends: a hanging call is visible while it hangs, and a fast one costs
+    one write instead of two. Cancel requests arrive through the heartbeat thread.
     """
+
+    # Counters on the run row are for people watching; the budget itself is enforced in memory.
+    # Writing them at most this often (and at the end) keeps a step to one or two writes.
+    USAGE_WRITE_INTERVAL = 0.5
 
     def __init__(self, run: Run, cancelled: threading.Event):
         self.run_id = run.id
         self._cancelled = cancelled
         last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
         self._next_seq = 0 if last is None else last + 1
-        self._open: dict = {}
+        self._open: dict = {}  # step id -> its row
+        self._unwritten: dict = {}  # started steps not yet in the table
+        self._usage_written = 0.0
 
     def step_started(self, kind, name, *, input=None, model="", parent=None, attributes=None):
         row = {
@@ -51,8 +60,8 @@ class DbRecorder:
             "attributes": dict(attributes or {}),
         }
         self._next_seq += 1
-        self._write(row)
         self._open[row["id"]] = row
+        self._unwritten[row["id"]] = row
         return row["id"]
 
     def step_ended(
@@ -68,6 +77,7 @@ class DbRecorder:
         attributes=None,
     ):
         row = self._open.pop(ref)
+        self._unwritten.pop(ref, None)
         row.update(
             status=status,
             ended_at=timezone.now(),
@@ -79,17 +89,26 @@ class DbRecorder:
         )
         if attributes:
             row["attributes"] = {**row["attributes"], **attributes}
-        self._write(row)
+        self._write([row])
 
     def usage_changed(self, usage: Usage) -> None:
-        services.run_usage_update(run_id=self.run_id, usage=usage)
-        release_connection()
+        now = time.monotonic()
+        if now - self._usage_written >= self.USAGE_WRITE_INTERVAL:
+            services.run_usage_update(run_id=self.run_id, usage=usage)
+            release_connection()
+            self._usage_written = now
 
     def cancel_requested(self) -> bool:
+        # Called before every step and every 0.2 s while a call is awaited: steps still running
+        # by now are written, so what hangs is visible.
+        if self._unwritten:
+            rows = list(self._unwritten.values())
+            self._unwritten.clear()
+            self._write([dict(row) for row in rows])
         return self._cancelled.is_set()
 
-    def _write(self, row: dict) -> None:
-        services.events_record(events=[row])
+    def _write(self, rows: list[dict]) -> None:
+        services.events_record(events=rows)
         release_connection()
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "CapError",
+    "CapRaiseNotAllowed",
     "Caps",
     "Price",
     "Remaining",
@@ -50,6 +51,10 @@ class CapError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class CapRaiseNotAllowed(CapError):
+    """A request asked for more than the policy allows, and may not raise caps."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ def resolve_caps(
                 for tool, seconds in lowered.tool_timeouts.items():
                     before = caps.tool_timeouts.get(tool, caps.tool_timeout_seconds)
                     if seconds > before:
-                        raise CapError(
+                        raise CapRaiseNotAllowed(
                             f"tool_timeouts.{tool}",
                             f"{json_number(seconds)} is above the policy's "
                             f"{json_number(before)}; only an admin may raise a cap",
@@ -132,7 +137,7 @@ def resolve_caps(
                 continue
             old, new = getattr(caps, f.name), getattr(lowered, f.name)
             if old is not None and new is not None and new > old:
-                raise CapError(
+                raise CapRaiseNotAllowed(
                     f.name,
                     f"{json_number(new)} is above the policy's {json_number(old)}; "
                     "only an admin may raise a cap",

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from . import selectors
 from .agents import get_agent
-from .errors import Conflict, InvalidInput
-from .limits import CapError, resolve_caps
+from .errors import Conflict, Forbidden, InvalidInput
+from .limits import CapError, CapRaiseNotAllowed, resolve_caps
 from .masking import compile_patterns, mask
 from .models import TERMINAL_STATUSES, Event, Run, RunSource, RunStatus
 
@@ -67,6 +67,10 @@ def run_create(
     global_policy, agent_policy = selectors.cap_policies_for(agent)
     try:
         frozen = resolve_caps(global_policy, agent_policy, caps or {}, may_raise=may_raise_caps)
+    except CapRaiseNotAllowed as exc:
+        raise Forbidden(
+            str(exc), code="cap_above_policy", details={"cap": exc.field, "reason": exc.message}
+        ) from None
     except CapError as exc:
         raise InvalidInput(
             str(exc), code="invalid_caps", details={"cap": exc.field, "reason": str(exc)}

@@ -87,8 +87,11 @@ def subprocess_env(**extra) -> dict:
 class WorkerProcess:
     """A real `celery worker` child process consuming this session's queue."""
 
-    def __init__(self, log_path: Path, pool: str = "threads", concurrency: int = 8):
+    def __init__(
+        self, log_path: Path, pool: str = "threads", concurrency: int = 8, queue: str = ""
+    ):
         self.log_path = log_path
+        self.queue = queue or settings.AGENTOPS_QUEUE
         self.pool = pool
         self.concurrency = concurrency
         self.proc: subprocess.Popen | None = None
@@ -99,7 +102,7 @@ class WorkerProcess:
         command = [
             sys.executable, "-m", "celery", "-A", "agentops", "worker",
             "--pool", self.pool, "--concurrency", str(self.concurrency),
-            "--queues", settings.AGENTOPS_QUEUE, "--loglevel", "INFO",
+            "--queues", self.queue, "--loglevel", "INFO",
             "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-mingle",
             "--without-gossip",
         ]  # fmt: skip
@@ -114,7 +117,7 @@ class WorkerProcess:
         )
         # Ready means it answered a task through the real broker.
         token = uuid.uuid4().hex
-        result = ping.delay(token)
+        result = ping.apply_async(args=[token], queue=self.queue)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -12,3 +12,7 @@ os.environ["AGENTOPS_QUEUE"] = f"agentops-test-{uuid.uuid4().hex[:10]}"
 # Playwright's sync API keeps an event loop in the test thread; the ORM calls made beside it are
 # still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+# Test-only agents, registered in this process and in the worker processes the suite starts.
+os.environ["AGENTOPS_AGENT_MODULES"] = ",".join(
+    m for m in (os.environ.get("AGENTOPS_AGENT_MODULES", ""), "tests.agents") if m
+)

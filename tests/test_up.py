@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -53,6 +54,27 @@ def test_up_serves_health_and_stops_every_child_on_sigterm(tmp_path):
         assert status == 200, (tmp_path / "up.log").read_text()
         assert body["database"]["detail"] == "sqlite"
         assert body["broker"]["detail"] == "filesystem"
+
+        # The demo runs were queued and the worker executes them.
+        db = sqlite3.connect(tmp_path / "agentops.sqlite3")
+        finished = {}
+        while time.monotonic() < deadline + 30 and len(finished) < 5:
+            finished = dict(
+                db.execute(
+                    "SELECT agent, status FROM runs_run WHERE agent IN "
+                    "('demo-support', 'demo-loop', 'demo-spender', 'demo-hang', 'demo-broken') "
+                    "AND status NOT IN ('queued', 'running')"
+                ).fetchall()
+            )
+            time.sleep(0.3)
+        db.close()
+        assert finished == {
+            "demo-support": "succeeded",
+            "demo-loop": "budget_exceeded",
+            "demo-spender": "budget_exceeded",
+            "demo-hang": "succeeded",
+            "demo-broken": "failed",
+        }
 
         output = (tmp_path / "up.log").read_text()
         assert f"http://127.0.0.1:{port}/" in output

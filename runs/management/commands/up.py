@@ -15,7 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.accounts import user_set_role
+from runs.models import Run
 from runs.roles import ROLES
+from runs.services import run_create
 
 # Demo logins: a password per role, printed at start. `--no-demo` creates none of them.
 DEMO_USERS = {role: f"{role}-demo" for role in ROLES}
@@ -25,6 +27,22 @@ ROLE_BLURBS = {
     "admin": "also edits caps, prices and API keys",
 }
 STOP_GRACE_SECONDS = 10
+# One run of each demo agent on first start, so every page has something to show. demo-slow gets
+# a 30 s wall cap (a run may lower a cap) so its ending shows up quickly.
+DEMO_RUNS = (
+    ("demo-support", "cust-1001", {"question": "Where is my order A-1001?"}, None),
+    ("demo-support", "cust-1002", {"question": "Has order A-1003 arrived?"}, None),
+    ("demo-loop", "cust-1002", {"question": "Is SKU-42 back in stock?"}, None),
+    ("demo-spender", "cust-1003", {"question": "Explain our refund policy in depth."}, None),
+    (
+        "demo-slow",
+        "cust-1004",
+        {"question": "Is the nightly batch done?"},
+        {"max_wall_seconds": 30},
+    ),
+    ("demo-hang", "cust-1005", {"question": "What was February's revenue?"}, None),
+    ("demo-broken", "cust-1001", {"question": "Please refund order A-1001."}, None),
+)
 
 
 class Command(BaseCommand):
@@ -46,6 +64,11 @@ class Command(BaseCommand):
         if not no_demo:
             for role, password in DEMO_USERS.items():
                 user_set_role(username=role, role=role, password=password)
+            if not Run.objects.exists():
+                for agent, user_ref, question, caps in DEMO_RUNS:
+                    run_create(agent=agent, input=question, user_ref=user_ref, caps=caps,
+                               tags=["demo"])  # fmt: skip
+                self.stdout.write(f"Queued {len(DEMO_RUNS)} demo runs.")
 
         children = self._start_children(host, port, web_workers)
         stopping = {"signal": None}

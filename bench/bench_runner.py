@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Runner benchmark: prints figures, asserts nothing.
+
+1. Recording overhead per step: one run of `steps` instant tool calls executed in this process
+   with the database recorder, against the same run with the in-memory recorder.
+2. Enqueue → running latency: runs created one by one, picked up by a real worker over the broker;
+   started_at − created_at per run.
+3. Concurrent I/O-bound runs on one worker host: N runs whose tool calls each await 1 s, all
+   queued at once to one worker process (threads pool); the most runs executing at the same time.
+
+Usage (PostgreSQL + Redis by default; a database of its own, created if missing):
+    .venv/bin/python bench/bench_runner.py [--steps 500] [--latency-runs 100] [--concurrent 250]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/agentops_bench_runner")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+os.environ["AGENTOPS_AGENT_MODULES"] = "bench.agents"
+os.environ["AGENTOPS_QUEUE"] = f"agentops-bench-{uuid.uuid4().hex[:8]}"
+os.environ.setdefault("AGENTOPS_DATA_DIR", tempfile.mkdtemp(prefix="agentops-bench-"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentops.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
+def ensure_database(url: str) -> None:
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("postgres"):
+        return
+    import psycopg
+
+    name = parts.path.lstrip("/")
+    admin = url.replace(parts.path, "/postgres", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def start_worker(concurrency: int) -> subprocess.Popen:
+    from django.conf import settings
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "agentops", "worker", "--pool", "threads",
+         "--concurrency", str(concurrency), "--queues", settings.AGENTOPS_QUEUE,
+         "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
+         "--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_all(ids, timeout: float):
+    from runs.models import TERMINAL_STATUSES, Run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Run.objects.filter(id__in=ids).exclude(status__in=TERMINAL_STATUSES).exists():
+            return list(Run.objects.filter(id__in=ids))
+        time.sleep(0.2)
+    raise SystemExit(f"runs did not finish within {timeout}s")
+
+
+def bench_overhead(steps: int) -> None:
+    from runs.agents import get_agent
+    from runs.execution import run_execute
+    from runs.limits import Caps
+    from runs.memory_recorder import MemoryRecorder
+    from runs.models import Run
+    from runs.runner import execute
+
+    caps = Caps(max_tool_calls=steps + 1)
+    spec = get_agent("bench-steps")
+    t0 = time.perf_counter()
+    execute(spec, {"steps": steps}, caps, MemoryRecorder(), price_for=lambda m: None)
+    memory_s = time.perf_counter() - t0
+
+    run = Run.objects.create(agent="bench-steps", input={"steps": steps}, caps=caps.to_dict())
+    t0 = time.perf_counter()
+    run_execute(run_id=run.id, worker="bench")
+    db_s = time.perf_counter() - t0
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    recorded = run.events.count()
+    print(f"[overhead] {steps} tool calls, {recorded} steps recorded")
+    print(f"  in-memory recorder: {memory_s * 1000 / steps:.3f} ms per tool call")
+    print(f"  database recorder:  {db_s * 1000 / steps:.3f} ms per tool call")
+    print(f"  recording overhead: {(db_s - memory_s) * 1000 / recorded:.3f} ms per recorded step")
+
+
+def bench_latency(runs: int) -> None:
+    from runs.services import run_create
+
+    proc = start_worker(concurrency=8)
+    try:
+        time.sleep(3)  # let it connect
+        warm = run_create(agent="bench-steps", input={"steps": 1})
+        wait_all([warm.id], 60)
+        ids = []
+        for _ in range(runs):
+            ids.append(run_create(agent="bench-steps", input={"steps": 1}).id)
+            time.sleep(0.02)
+        done = wait_all(ids, 120)
+    finally:
+        stop_worker(proc)
+    lat = [(r.started_at - r.created_at).total_seconds() * 1000 for r in done]
+    print(f"[latency] enqueue → running over {len(lat)} runs ({os.environ['CELERY_BROKER_URL']})")
+    print(f"  p50 {percentile(lat, 50):.1f} ms  p95 {percentile(lat, 95):.1f} ms  "
+          f"max {max(lat):.1f} ms")  # fmt: skip
+
+
+def bench_concurrency(n: int, calls: int, seconds: float) -> None:
+    from runs.services import run_create
+
+    proc = start_worker(concurrency=n)
+    try:
+        time.sleep(4)
+        t0 = time.monotonic()
+        ids = [
+            run_create(agent="bench-io", input={"calls": calls, "seconds": seconds}).id
+            for _ in range(n)
+        ]
+        done = wait_all(ids, 600)
+        elapsed = time.monotonic() - t0
+    finally:
+        stop_worker(proc)
+    ok = sum(r.status == "succeeded" for r in done)
+    edges = sorted(
+        [(r.started_at, 1) for r in done if r.started_at]
+        + [(r.finished_at, -1) for r in done if r.finished_at]
+    )
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    each = statistics.median((r.finished_at - r.started_at).total_seconds() for r in done)
+    print(f"[concurrency] {n} runs x {calls} tool calls awaiting {seconds} s, one worker process")
+    print(f"  succeeded {ok}/{n}; at most {peak} running at once; median run {each:.2f} s "
+          f"(ideal {calls * seconds:.2f} s); all done in {elapsed:.1f} s")  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--latency-runs", type=int, default=100)
+    parser.add_argument("--concurrent", type=int, default=250)
+    args = parser.parse_args()
+
+    ensure_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}; "
+          f"cores: {os.cpu_count()}")  # fmt: skip
+    bench_overhead(args.steps)
+    bench_latency(args.latency_runs)
+    bench_concurrency(args.concurrent, calls=3, seconds=1.0)
+
+
+if __name__ == "__main__":
+    main()
