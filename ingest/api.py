@@ -14,6 +14,7 @@ from agentops import health
 from runs.errors import AppError
 
 from .batch_api import router as batch_router
+from .replay_api import router as replay_router
 from .runs_api import router as runs_router
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ api = NinjaAPI(
 
 
 api.add_router("/", runs_router)
+api.add_router("/", replay_router)
 api.add_router("/", batch_router)
 
 

@@ -140,6 +140,14 @@ class Context:
             attributes=None if price is not None or cost is not None else {"price_unknown": True},
         )
         self._usage_changed()
+        divergence = response.raw.get("divergence") if isinstance(response.raw, dict) else None
+        if divergence:
+            # A replay left its recording here and went on live: say where and why.
+            step = self._rec(
+                "step_started", "error", "recording_diverged", input={**divergence, "then": "live"}
+            )
+            error = {"code": "recording_diverged", "message": divergence.get("reason", "")}
+            self._rec("step_ended", step, "error", error=error)
         return response
 
     def tool(self, name: str, args: dict | None = None) -> Any:

@@ -18,6 +18,7 @@ from .ids import uuid7
 from .limits import Caps, Usage
 from .models import Event, Run, RunStatus
 from .providers import get_provider
+from .replay import spec_and_provider_for
 from .runner import execute
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def run_execute(*, run_id, worker: str) -> None:
 
     cancelled = heartbeat.watch(run.id)
     try:
+        spec, factory = spec_and_provider_for(run, spec, provider_factory)
         recorder = DbRecorder(run, cancelled)
         outcome = execute(
             spec,
@@ -165,7 +167,7 @@ def run_execute(*, run_id, worker: str) -> None:
             Caps.from_dict(run.caps),
             recorder,
             price_for=PriceCache(),
-            provider_factory=provider_factory,
+            provider_factory=factory,
         )
         services.run_finish(
             run_id=run.id,

@@ -43,3 +43,43 @@ def test_steps(ctx, input):
 )
 def test_steps_retryable(ctx, input):
     return _steps(ctx, input)
+
+
+@tool(
+    name="test_read_setting",
+    description="Reads a text file: its content stands for a tool whose behaviour can change.",
+    schema={
+        "type": "object",
+        "properties": {"path": {"type": "string"}},
+        "required": ["path"],
+        "additionalProperties": False,
+    },
+)
+def test_read_setting(path: str) -> dict:
+    with open(path) as f:
+        return {"value": f.read().strip()}
+
+
+def _setting_script(index, messages):
+    results = [m for m in messages if m.get("role") == "tool"]
+    if not results:
+        path = next(m["content"] for m in messages if m.get("role") == "user")
+        return {
+            "content": "Reading the setting.",
+            "tool_calls": [{"name": "test_read_setting", "arguments": {"path": path}}],
+        }
+    return {"content": f"The setting says {results[-1]['content']}"}
+
+
+@agent(
+    "test-setting",
+    description="Reads a file through a tool and reports it: its answer follows the tool.",
+    tools=["test_read_setting"],
+    provider_config={"script": _setting_script},
+)
+def test_setting(ctx, input):
+    from runs.agents.generic import make_tool_agent
+
+    return make_tool_agent(system_prompt="Report the setting.", tools=["test_read_setting"])(
+        ctx, {"question": input["path"]}
+    )

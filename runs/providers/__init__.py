@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 from .base import ModelResponse, Provider, ProviderError, assistant_message, tool_message
 from .openai import OpenAIProvider
-from .recorded import RecordedProvider, RecordingDiverged
+from .recorded import RecordedProvider, RecordingDiverged, ReplayProvider
 from .scripted import ScriptedProvider
 
 _FACTORIES: dict[str, Callable[..., Provider]] = {
@@ -45,6 +45,7 @@ __all__ = [
     "ProviderError",
     "RecordedProvider",
     "RecordingDiverged",
+    "ReplayProvider",
     "ScriptedProvider",
     "UnknownProvider",
     "assistant_message",

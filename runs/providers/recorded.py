@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 
 from .base import ModelResponse, ProviderError
 
@@ -116,3 +117,47 @@ def _first_difference(recorded: list, live: list) -> str | None:
 def _short(value, limit: int = 80) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ReplayProvider:
+    """`recorded_model` re-execution: serves the recording while the run follows it, at no cost.
+
+    When the run asks for something the recording cannot answer, `on_divergence` decides:
+    "stop" raises RecordingDiverged (the run ends provider_error with a divergence step);
+    "continue" switches to the live provider from `live_factory()` for this and every later call
+    and marks the first live answer with raw["divergence"] = {"index", "reason"}, which the
+    runner records as a step.
+    """
+
+    def __init__(
+        self,
+        recorded: RecordedProvider,
+        live_factory: Callable[[], object],
+        *,
+        on_divergence: str = "stop",
+    ):
+        if on_divergence not in ("stop", "continue"):
+            raise ValueError("on_divergence must be 'stop' or 'continue'")
+        self.recorded = recorded
+        self.live_factory = live_factory
+        self.on_divergence = on_divergence
+        self.live = None
+
+    def complete(self, **kwargs) -> ModelResponse:
+        if self.live is not None:
+            return self.live.complete(**kwargs)
+        try:
+            served = self.recorded.complete(**kwargs)
+        except RecordingDiverged as diverged:
+            if self.on_divergence == "stop":
+                raise
+            self.live = self.live_factory()
+            response = self.live.complete(**kwargs)
+            response.raw = {
+                **response.raw,
+                "divergence": {"index": diverged.index, "reason": diverged.reason},
+            }
+            return response
+        # The model was not called: a served answer costs nothing.
+        served.cost_usd = Decimal("0")
+        return served

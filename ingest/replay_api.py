@@ -1,0 +1,48 @@
+"""POST /api/v1/runs/{id}/replay: re-execute a finished run (live or with its recorded model)."""
+
+from typing import Literal
+
+from django.urls import reverse
+from ninja import Router, Schema, Status
+from pydantic import Field
+
+from runs import selectors
+from runs.replay import run_replay
+
+from .auth import api_auth, require_scope
+from .schemas import ErrorOut, RunAccepted
+
+router = Router(auth=api_auth, tags=["runs"])
+
+
+class ReplayIn(Schema):
+    mode: Literal["live", "recorded_model"]
+    caps: dict | None = None
+    model: str = Field("", max_length=200)
+    on_divergence: Literal["stop", "continue"] = "stop"
+
+
+@router.post(
+    "/runs/{ref}/replay",
+    response={202: RunAccepted, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut,
+              422: ErrorOut},
+)  # fmt: skip
+def replay(request, ref: str, body: ReplayIn):
+    """Queue a new run of the same agent and input, linked by `replay_of`. `recorded_model`
+    serves the original's model answers in order (tools run live); when the run leaves the
+    recording, `on_divergence` stops it or goes on live. 409 for a run that cannot be
+    re-executed here (an external run, or one still running)."""
+    who = require_scope(request, "runs:write")
+    original = selectors.run_get(ref=ref)
+    run = run_replay(
+        original=original,
+        mode=body.mode,
+        caps=body.caps,
+        model=body.model,
+        on_divergence=body.on_divergence,
+        may_raise_caps=who.is_admin,
+        created_by=who.user,
+    )
+    return Status(
+        202, {"id": run.id, "status": run.status, "url": reverse("runs:run", args=[run.id])}
+    )
