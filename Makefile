@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-pages clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit("agentops needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
@@ -26,6 +26,19 @@ test: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+# Each script prints its figures (see BENCHMARKS.md); they use their own PostgreSQL databases.
+bench: $(VENV)/.dev-deps
+	$(PY) bench/bench_runner.py
+	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_masking.py
+
+# The pages benchmark needs a big database first (about 90 s for a million runs).
+bench-pages: $(VENV)/.dev-deps
+	-createdb -h 127.0.0.1 -U postgres agentops_bench
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentops_bench $(PY) manage.py migrate
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentops_bench $(PY) manage.py generate_data --runs 1000000 --big-run-steps 10000
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentops_bench $(PY) bench/bench_pages.py
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .

@@ -55,7 +55,17 @@ class SessionAuth(APIKeyCookie):
 
     param_name = "sessionid"
 
+    def _get_key(self, request):
+        # Only a request that relies on the session is CSRF-checked. One that presents a key
+        # (refused, or this would not be asked) or carries no session is not a browser's: it
+        # gets 401, and a session never stands in for a refused key.
+        if "HTTP_AUTHORIZATION" in request.META or self.param_name not in request.COOKIES:
+            return None
+        return super()._get_key(request)
+
     def authenticate(self, request, key):
+        if key is None:
+            return None
         role = user_role(request.user)
         if role is None:
             return None

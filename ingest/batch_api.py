@@ -1,111 +1,38 @@
 """POST /api/v1/ingest: a batch of runs and steps from an agent that runs elsewhere.
 
 Each item is validated on its own; valid ones are stored, rejected ones are listed with their
-index, id and reason (207). Limits (documented in the README): the body, the number of items, and
-the size of each item.
+index, id and reason (207). Limits (documented in the README): the body (413), the number of
+items (413), the size of each item (that item is rejected).
 """
 
-import json
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Literal
-from uuid import UUID
 
 from django.conf import settings
-from django.utils import timezone
 from ninja import Router, Schema, Status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field
 
 from runs.errors import InvalidInput, TooLarge
 from runs.ingestion import ingest_batch
-from runs.models import TERMINAL_STATUSES, EventKind, EventStatus, RunStatus
 
 from .auth import api_auth, require_scope
+from .batch_body import read_batch
+from .items import EventItem, RunItem, validate_items
 from .schemas import ErrorOut
 from .throttle import throttle
 
 router = Router(auth=api_auth, tags=["ingest"])
 
-MAX_TOKENS = 2**31 - 1
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-class RunItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: UUID
-    agent: str = Field(min_length=1, max_length=100)
-    status: Literal[tuple(RunStatus.values)] = "running"  # type: ignore[valid-type]
-    input: Any = None
-    output: Any = None
-    error: dict[str, Any] | None = None
-    user_ref: str = Field("", max_length=200)
-    session_ref: str = Field("", max_length=200)
-    tags: list[str] = Field(default_factory=list, max_length=20)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @field_validator("created_at", "started_at", "finished_at")
-    @classmethod
-    def _utc_if_naive(cls, value):
-        return _aware(value)
-
-    def to_row(self) -> dict:
-        row = self.model_dump(exclude_unset=True)
-        row["id"] = self.id
-        row.setdefault("status", self.status)
-        if row.get("input") is None:
-            row["input"] = {}
-        row["created_at"] = self.created_at or self.started_at or timezone.now()
-        if self.status in TERMINAL_STATUSES and not self.finished_at:
-            row["finished_at"] = timezone.now()
-        return row
-
-
-class EventItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: UUID
-    run_id: UUID
-    seq: int | None = Field(None, ge=0, le=MAX_TOKENS)
-    parent_id: UUID | None = None
-    kind: Literal[tuple(EventKind.values)]  # type: ignore[valid-type]
-    name: str = Field("", max_length=200)
-    status: Literal[tuple(EventStatus.values)] = "ok"  # type: ignore[valid-type]
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    input: Any = None
-    output: Any = None
-    model: str = Field("", max_length=200)
-    input_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)
-    output_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS)
-    cost_usd: Decimal | None = Field(None, ge=0, le=Decimal("99999999"), decimal_places=6)
-    error: dict[str, Any] | str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("started_at", "ended_at")
-    @classmethod
-    def _utc_if_naive(cls, value):
-        return _aware(value)
-
-    def to_row(self) -> dict:
-        row = self.model_dump()
-        row["started_at"] = self.started_at or timezone.now()
-        if isinstance(self.error, str):
-            row["error"] = {"message": self.error}
-        return row
-
 
 class BatchIn(Schema):
-    runs: list[dict[str, Any]] = Field(default_factory=list)
-    events: list[dict[str, Any]] = Field(default_factory=list)
+    """The documented shape of the body. The operation reads the body itself (`batch_body`):
+    items are checked one by one, so one bad item is rejected alone."""
+
+    runs: list[Any] = Field(
+        default_factory=list, json_schema_extra={"items": RunItem.model_json_schema()}
+    )
+    events: list[Any] = Field(
+        default_factory=list, json_schema_extra={"items": EventItem.model_json_schema()}
+    )
 
 
 class RejectedItem(Schema):
@@ -115,58 +42,54 @@ class RejectedItem(Schema):
     reason: str
 
 
+class AcceptedCounts(Schema):
+    runs: int
+    events: int
+
+
 class BatchOut(Schema):
-    accepted: dict[str, int]
+    accepted: AcceptedCounts
     rejected: list[RejectedItem]
 
 
-def _validate(kind: str, model, items: list, max_bytes: int, rejected: list) -> list[dict]:
-    rows = []
-    for index, raw in enumerate(items):
-        item_id = str(raw.get("id", "")) if isinstance(raw, dict) else ""
-        size = len(json.dumps(raw, default=str))
-        if size > max_bytes:
-            rejected.append(
-                {"type": kind, "index": index, "id": item_id,
-                 "reason": f"item is {size} bytes; the limit is {max_bytes}"}
-            )  # fmt: skip
-            continue
-        try:
-            row = model.model_validate(raw).to_row()
-        except ValidationError as exc:
-            reason = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
-            )
-            rejected.append({"type": kind, "index": index, "id": item_id, "reason": reason})
-            continue
-        row["_index"] = index
-        rows.append(row)
-    return rows
+ERRORS = {code: ErrorOut for code in (400, 401, 403, 413, 422, 429, 503)}
+_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": BatchIn.model_json_schema()}},
+}
 
 
 @router.post(
     "/ingest",
-    response={200: BatchOut, 207: BatchOut, 401: ErrorOut, 403: ErrorOut, 413: ErrorOut,
-              422: ErrorOut, 429: ErrorOut},
-)  # fmt: skip
-def ingest(request, batch: BatchIn):
+    response={200: BatchOut, 207: BatchOut, **ERRORS},
+    openapi_extra={"requestBody": _BODY},
+)
+def ingest(request):
     """Store a batch of external runs and steps. 200 when every item was stored; 207 listing
-    each rejected item (index, id, reason) while the valid ones are stored. Idempotent by id."""
+    each rejected item (index, id, reason) while the valid ones are stored. Idempotent by id:
+    re-sending an item changes only the fields it carries. The answer means committed."""
     who = require_scope(request, "ingest")
     throttle(request, who)
+    batch = read_batch(request.body)
     max_items = settings.AGENTOPS_INGEST_MAX_ITEMS
-    if len(batch.runs) + len(batch.events) > max_items:
+    count = len(batch["runs"]) + len(batch["events"])
+    if count > max_items:
         raise TooLarge(
-            f"a batch holds at most {max_items} items; this one has "
-            f"{len(batch.runs) + len(batch.events)}"
+            f"a batch holds at most {max_items} items; this one has {count}",
+            details={"max_items": max_items, "items": count},
         )
-    if not batch.runs and not batch.events:
+    if not count:
         raise InvalidInput("the batch has no runs and no events")
     max_bytes = settings.AGENTOPS_INGEST_MAX_ITEM_BYTES
     rejected: list[dict] = []
-    runs = _validate("run", RunItem, batch.runs, max_bytes, rejected)
-    events = _validate("event", EventItem, batch.events, max_bytes, rejected)
-    accepted, refused = ingest_batch(runs=runs, events=events)
-    rejected.extend(refused)
+    valid = {}
+    for kind, name, model in (("run", "runs", RunItem), ("event", "events", EventItem)):
+        items = [item for item, _ in batch[name]]
+        sizes = [size for _, size in batch[name]]
+        valid[name] = validate_items(kind, model, items, max_bytes, rejected, sizes)
+    accepted = {"runs": 0, "events": 0}
+    if valid["runs"] or valid["events"]:
+        accepted, refused = ingest_batch(runs=valid["runs"], events=valid["events"])
+        rejected.extend(refused)
     rejected.sort(key=lambda r: (r["type"] != "run", r["index"]))
     return Status(207 if rejected else 200, {"accepted": accepted, "rejected": rejected})

@@ -2,12 +2,12 @@
 selector, shape the answer."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from django.urls import reverse
 from ninja import Query, Router, Schema, Status
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from runs import selectors, services
 from runs.errors import TooLarge
@@ -72,6 +72,27 @@ class RunListQuery(Schema):
     until: datetime | None = None
     cursor: str = Field("", max_length=200)
     limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
+
+    @field_validator("agent", "user_ref", "session_ref", "error_code", "cap_hit", "q", "cursor")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:  # no stored text holds one (PostgreSQL refuses them)
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # As UTC before it reaches the database: PostgreSQL refuses offsets beyond ±15:59, and
+        # an offset can carry year 1 or 9999 out of range. A time without an offset is UTC.
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time out of range") from None
 
 
 @router.get("/runs", response={200: RunPage, **ERRORS})

@@ -8,6 +8,8 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from runs.event_rows import json_safe
+
 MAX_JSON_BYTES = 256 * 1024
 
 
@@ -36,7 +38,21 @@ class RunCreateIn(Schema):
         for tag in tags:
             if not tag or len(tag) > 50:
                 raise ValueError("each tag must be 1 to 50 characters")
+            if "\x00" in tag:
+                raise ValueError("a tag must not contain NUL characters")
         return tags
+
+    @field_validator("agent", "user_ref", "session_ref")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:  # PostgreSQL cannot store one in text
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("input", "metadata")
+    @classmethod
+    def _storable(cls, value):
+        return json_safe(value)  # a NUL in a string is stored as U+FFFD, as for any step
 
 
 class RunAccepted(Schema):

@@ -114,16 +114,18 @@ class DbRecorder:
 
 
 class PriceCache:
-    """price_for(model) for one run: each model's price is read once, at its first call."""
+    """price_for(model) for one run: the price in effect when each call is made, read from the
+    database only at a model's first call and when a price change comes into effect."""
 
     def __init__(self):
-        self._prices: dict = {}
+        self._prices: dict = {}  # model -> (price, until)
 
     def __call__(self, model: str):
-        if model not in self._prices:
-            self._prices[model] = selectors.price_for(model)
+        cached = self._prices.get(model)
+        if cached is None or (cached[1] is not None and timezone.now() >= cached[1]):
+            cached = self._prices[model] = selectors.price_in_effect(model)
             release_connection()
-        return self._prices[model]
+        return cached[0]
 
 
 def provider_factory(spec: AgentSpec):

@@ -1,20 +1,30 @@
 """Storing batches from agents that run elsewhere (source = external).
 
 Runs are upserted by id, steps through `services.events_record` (the one write path) by id, so
-re-sending a batch adds nothing. The server assigns each new step its `seq` (a client's `seq` only
-orders the new steps of one batch), which keeps a run's order unique however batches interleave.
-An external run's counters are recomputed from its stored steps after every batch.
+re-sending a batch adds nothing. A re-sent item changes only the fields it carries: a `running`
+step is completed by sending its id again with `ended_at` (and `status`, `output`, tokens…). The
+server assigns each new step its `seq` (a client's `seq` only orders the new steps of one batch),
+which keeps a run's order unique however batches interleave.
+
+An external run's counters (tool and model calls, tokens, cost) are the sums over its steps: each
+batch adds what its steps added or changed, under the run's lock. A run sent without a start time
+starts at its first step; `wall_ms` runs from its start to its end.
+
+Concurrency: a batch holds a lock per run it touches for its whole transaction (PostgreSQL
+advisory locks taken in one global order, so batches sharing runs take turns and never deadlock;
+SQLite serializes writers anyway). That is what makes run creation, seq assignment and the
+counters safe when many clients send overlapping batches at once.
 """
 
-from collections import defaultdict
-from decimal import Decimal
+from collections.abc import Callable
 
-from django.db import transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db import connection, transaction
+from django.utils import timezone
 
-from . import selectors, services
-from .limits import cost_of
-from .models import Event, Run, RunSource
+from . import services
+from .event_rows import json_safe, text_safe
+from .ingestion_steps import MAX_COST, Usage, store_steps
+from .models import TERMINAL_STATUSES, Run, RunSource, RunStatus
 
 RUN_FIELDS = (
     "agent",
@@ -29,175 +39,146 @@ RUN_FIELDS = (
     "created_at",
     "started_at",
     "finished_at",
+    "error_code",
+    "cap_hit",
 )
+USAGE_FIELDS = ("tool_calls", "model_calls", "input_tokens", "output_tokens", "cost_usd")
+_RUN_JSON = ("input", "output", "error", "metadata", "tags")
+_RUN_TEXT = ("agent", "user_ref", "session_ref")
 
 
-class Rejected(Exception):
-    """One item cannot be stored; `reason` says why (it goes back to the client)."""
+def ingest_batch(
+    *,
+    runs: list[dict],
+    events: list[dict],
+    replace_run: Callable[[dict | None, dict], bool] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Store valid runs and events (already shape-checked dicts with Event/Run field names, each
+    with its position in the request under `_index`; a field left out is a field not sent).
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def ingest_batch(*, runs: list[dict], events: list[dict]) -> tuple[dict, list[dict]]:
-    """Store valid runs and events (already shape-checked dicts with Event/Run field names).
-
-    Returns (counts, rejected) where rejected lists {"type", "index", "id", "reason"} for items
-    refused here (e.g. an event of an unknown run, or an id that belongs to an internal run).
-    Everything accepted is committed when this returns.
+    `replace_run(stored_metadata, item)` may veto updating an existing external run (OTLP uses it
+    so a stand-in never overwrites a better run); it is not asked when the run is new.
+    Returns (counts, rejected): counts of accepted items {"runs", "events"}, and
+    {"type", "index", "id", "reason"} for each item refused here (an event of an unknown run, an
+    id that belongs to a run executed here or to another run's step). Everything accepted is
+    committed when this returns.
     """
     rejected: list[dict] = []
     with transaction.atomic():
         run_ids = {r["id"] for r in runs} | {e["run_id"] for e in events}
-        # Lock the touched runs in a fixed order so concurrent batches that share runs take
-        # turns assigning seq (no duplicates, no deadlock).
-        existing = {
-            r.id: r for r in Run.objects.select_for_update().filter(id__in=run_ids).order_by("id")
-        }
-        accepted_runs = _upsert_runs(runs, existing, rejected)
-        known_external = {
-            run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL
-        } | accepted_runs
-        stored = _store_events(events, known_external, rejected)
-        _refresh_counters(known_external & ({e["run_id"] for e in events} | accepted_runs))
-    return {"runs": len(accepted_runs), "events": stored}, rejected
+        _lock_runs(run_ids)
+        existing = Run.objects.filter(id__in=run_ids)
+        if not runs:  # only the counters and times change: leave the JSON columns unread
+            existing = existing.only("id", "source", "started_at", "finished_at", *USAGE_FIELDS)
+        existing = {run.id: run for run in existing}
+        accepted_runs, changed = _upsert_runs(runs, existing, rejected, replace_run)
+        external = {run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL}
+        accepted_steps, usage = store_steps(events, external, rejected)
+        for run_id in (changed | set(usage)) & external:
+            _save_run(existing[run_id], usage.get(run_id), changed)
+    return {"runs": accepted_runs, "events": accepted_steps}, rejected
 
 
-def _upsert_runs(items: list[dict], existing: dict, rejected: list) -> set:
-    accepted = set()
-    to_create, to_update = [], []
-    for index, item in items_with_index(items):
+def _lock_runs(run_ids) -> None:
+    if connection.vendor != "postgresql" or not run_ids:
+        return
+    # One 64-bit key per run, locked in ascending order: two batches never wait on each other
+    # in opposite orders. A collision of keys only makes two runs share a lock.
+    keys = sorted({_lock_key(run_id) for run_id in run_ids})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", [keys])
+
+
+def _lock_key(run_id) -> int:
+    value = run_id.int
+    key = ((value >> 64) ^ value) & (2**64 - 1)
+    return key - 2**64 if key >= 2**63 else key
+
+
+def _run_values(item: dict) -> dict:
+    values = {k: item[k] for k in RUN_FIELDS if k in item}
+    for key in _RUN_JSON:
+        if values.get(key) is not None:
+            values[key] = json_safe(services.masked(values[key]))
+    for key in _RUN_TEXT:
+        if key in values:
+            values[key] = text_safe(values[key])
+    return values
+
+
+def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run):
+    """Create the new runs at once; apply items to the stored ones in memory (saved with their
+    counters at the end). Returns (accepted count, ids of stored runs that changed)."""
+    accepted = 0
+    created: dict = {}
+    changed: set = set()
+    now = timezone.now()
+    for index, item in _with_index(items):
         current = existing.get(item["id"])
         if current is not None and current.source != RunSource.EXTERNAL:
-            rejected.append(_reject("run", index, item, "this id belongs to a run executed here"))
+            rejected.append(_reject(index, item, "this id belongs to a run executed here"))
             continue
-        values = {k: item[k] for k in RUN_FIELDS if k in item}
-        for key in ("input", "output", "error", "metadata"):
-            if values.get(key) is not None:
-                values[key] = services.masked(values[key])
-        error = values.get("error") or {}
-        values["error_code"] = str(error.get("code", ""))[:40] if error else ""
+        accepted += 1
+        values = _run_values(item)
         if current is None:
-            run = Run(id=item["id"], source=RunSource.EXTERNAL, **values)
-            to_create.append(run)
-            existing[run.id] = run
+            values.setdefault("status", RunStatus.RUNNING)
+            if values.get("input") is None:
+                values["input"] = {}
+            if not values.get("created_at"):
+                values["created_at"] = values.get("started_at") or now
+            current = Run(id=item["id"], source=RunSource.EXTERNAL)
+            existing[current.id] = created[current.id] = current
+        elif replace_run is not None and not replace_run(current.metadata, item):
+            continue
         else:
-            for key, value in values.items():
-                setattr(current, key, value)
-            to_update.append(current)
-        accepted.add(item["id"])
-    if to_create:
-        Run.objects.bulk_create(to_create)
-    if to_update:
-        Run.objects.bulk_update(to_update, [*RUN_FIELDS, "error_code"])
-    return accepted
+            values.pop("created_at", None)  # a run keeps its place in the list
+            if values.get("input", current.input) is None:
+                values["input"] = {}
+            if current.id not in created:
+                changed.add(current.id)
+        for key, value in values.items():
+            setattr(current, key, value)
+        if current.status in TERMINAL_STATUSES and not current.finished_at:
+            current.finished_at = now
+        error = current.error if isinstance(current.error, dict) else {}
+        current.error_code = str(error.get("code") or "")[:40]
+        budget = current.status == RunStatus.BUDGET_EXCEEDED
+        current.cap_hit = str(error.get("cap") or "")[:40] if budget else ""
+    if created:
+        for run in created.values():
+            run.wall_ms = _wall_ms(run)
+        Run.objects.bulk_create(list(created.values()))
+    return accepted, changed
 
 
-def items_with_index(items: list[dict]):
+def _with_index(items: list[dict]):
     for item in items:
         yield item.pop("_index"), item
 
 
-def _reject(kind: str, index: int, item: dict, reason: str) -> dict:
-    return {"type": kind, "index": index, "id": str(item.get("id", "")), "reason": reason}
+def _reject(index: int, item: dict, reason: str) -> dict:
+    return {"type": "run", "index": index, "id": str(item.get("id", "")), "reason": reason}
 
 
-def _store_events(items: list[dict], known_runs: set, rejected: list) -> int:
-    ok = []
-    for index, item in items_with_index(items):
-        if item["run_id"] not in known_runs:
-            rejected.append(
-                _reject("event", index, item, "its run_id names no external run (send the run)")
-            )
-            continue
-        ok.append(item)
-    if not ok:
-        return 0
-    ids = [e["id"] for e in ok]
-    stored = {
-        event_id: (run_id, seq)
-        for event_id, run_id, seq in Event.objects.filter(id__in=ids).values_list(
-            "id", "run_id", "seq"
-        )
-    }
-    fresh_by_run = defaultdict(list)
-    rows = []
-    for item in ok:
-        if item["id"] in stored:
-            run_id, seq = stored[item["id"]]
-            if run_id != item["run_id"]:
-                continue  # an id already used by another run's step: keep the first
-            item["seq"] = seq  # a step keeps the place it got first
-            rows.append(item)
-        else:
-            fresh_by_run[item["run_id"]].append(item)
-    if fresh_by_run:
-        next_seq = dict(
-            Event.objects.filter(run_id__in=list(fresh_by_run))
-            .values_list("run_id")
-            .annotate(m=Max("seq"))
-            .values_list("run_id", "m")
-        )
-        for run_id, fresh in fresh_by_run.items():
-            seen = set()
-            fresh.sort(key=lambda e: (e.get("seq") is None, e.get("seq") or 0, e["started_at"]))
-            seq = next_seq.get(run_id, -1) + 1
-            for item in fresh:
-                if item["id"] in seen:
-                    continue  # the same step twice in one batch: the first wins
-                seen.add(item["id"])
-                item["seq"] = seq
-                seq += 1
-                rows.append(item)
-    _price_missing_costs(rows)
-    return services.events_record(events=rows)
+def _save_run(run: Run, usage: Usage | None, changed: set) -> None:
+    fields = {"started_at", "wall_ms"}
+    if usage is not None:
+        # Under the run's lock: what is stored plus what this batch changed is the sum.
+        run.tool_calls = max(0, run.tool_calls + usage.tool_calls)
+        run.model_calls = max(0, run.model_calls + usage.model_calls)
+        run.input_tokens = max(0, run.input_tokens + usage.input_tokens)
+        run.output_tokens = max(0, run.output_tokens + usage.output_tokens)
+        run.cost_usd = min(max(run.cost_usd + usage.cost_usd, 0), MAX_COST)
+        if run.started_at is None:
+            run.started_at = usage.first_start
+        fields.update(USAGE_FIELDS)
+    if run.id in changed:
+        fields.update(RUN_FIELDS)
+    run.wall_ms = _wall_ms(run)
+    Run.objects.filter(id=run.id).update(**{name: getattr(run, name) for name in fields})
 
 
-def _price_missing_costs(rows: list[dict]) -> None:
-    prices: dict = {}
-    for row in rows:
-        if row.get("cost_usd") is not None or not row.get("model"):
-            continue
-        if row.get("input_tokens") is None and row.get("output_tokens") is None:
-            continue
-        key = (row["model"], row["started_at"].date())
-        if key not in prices:
-            prices[key] = selectors.price_for(row["model"], at=row["started_at"])
-        if prices[key] is not None:
-            row["cost_usd"] = cost_of(
-                row.get("input_tokens") or 0, row.get("output_tokens") or 0, prices[key]
-            )
-
-
-def _refresh_counters(run_ids: set) -> None:
-    if not run_ids:
-        return
-    totals = (
-        Event.objects.filter(run_id__in=run_ids)
-        .values("run_id")
-        .annotate(
-            tools=Count("id", filter=Q(kind="tool_call")),
-            models=Count("id", filter=Q(kind="model_call")),
-            tin=Sum("input_tokens"),
-            tout=Sum("output_tokens"),
-            cost=Sum("cost_usd"),
-            first=Min("started_at"),
-        )
-    )
-    by_run = {t["run_id"]: t for t in totals}
-    runs = list(Run.objects.filter(id__in=run_ids))
-    for run in runs:
-        t = by_run.get(run.id, {})
-        run.tool_calls = t.get("tools") or 0
-        run.model_calls = t.get("models") or 0
-        run.input_tokens = t.get("tin") or 0
-        run.output_tokens = t.get("tout") or 0
-        run.cost_usd = t.get("cost") or Decimal("0")
-        start = run.started_at or t.get("first")
-        if start and run.finished_at:
-            run.wall_ms = max(0, int((run.finished_at - start).total_seconds() * 1000))
-    Run.objects.bulk_update(
-        runs,
-        ["tool_calls", "model_calls", "input_tokens", "output_tokens", "cost_usd", "wall_ms"],
-    )
+def _wall_ms(run: Run) -> int | None:
+    if run.started_at is None or run.finished_at is None:
+        return None
+    return max(0, int((run.finished_at - run.started_at).total_seconds() * 1000))

@@ -70,6 +70,11 @@ class LoginRequiredPagesMiddleware(LoginRequiredMiddleware):
 # to users holding its role.
 NAVIGATION = (
     ("Overview", "runs:overview", SUPPORT),
+    ("Runs", "runs:list", SUPPORT),
+    ("Agents", "runs:agents", SUPPORT),
+    ("Caps", "runs:caps", ADMIN),
+    ("Prices", "runs:prices", ADMIN),
+    ("API keys", "ingest:keys", ADMIN),
     ("Admin", "admin:index", ADMIN),
 )
 

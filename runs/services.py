@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import selectors
+from . import event_rows, selectors
 from .agents import get_agent
 from .errors import Conflict, Forbidden, InvalidInput
 from .limits import CapError, CapRaiseNotAllowed, resolve_caps
@@ -216,19 +216,27 @@ def events_record(*, events: list[dict]) -> int:
     """Insert steps, or complete/replace them when their id is already stored (idempotent).
 
     Each dict has Event field names (`run_id`, `seq`, `parent_id`, …). Agent-written fields are
-    masked here, so nothing that reaches the table skipped masking. Returns the number written.
+    masked here, so nothing that reaches the table skipped masking; NUL characters and NaN or
+    infinite numbers, which PostgreSQL cannot store, are replaced (see `event_rows`). A step given
+    twice in one call is written once: run and seq from its first dict, the rest from its last.
+    Returns the number of steps written.
     """
     rows = []
     for data in events:
-        row = dict(data)
-        for key in ("input", "output", "error", "attributes"):
-            if row.get(key) is not None:
-                row[key] = masked(row[key])
-        rows.append(Event(**row))
+        row = event_rows.normalized(dict(data))
+        written = {k: row[k] for k in ("input", "output", "error", "attributes") if row.get(k)}
+        if written:
+            row.update(masked(written))  # one walk per step
+        rows.append(row)
+    rows = event_rows.merge_same_ids(rows)
     if not rows:
         return 0
+    if event_rows.use_copy(len(rows)):
+        # Large writes (ingest batches) stream through COPY; see event_rows.copy_upsert.
+        event_rows.copy_upsert(rows, update_fields=EVENT_UPDATE_FIELDS)
+        return len(rows)
     Event.objects.bulk_create(
-        rows,
+        [Event(**event_rows.safe_row(row)) for row in rows],
         update_conflicts=True,
         unique_fields=["id"],
         update_fields=EVENT_UPDATE_FIELDS,

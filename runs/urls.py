@@ -1,11 +1,27 @@
 from django.urls import path
 
-from . import views
+from . import views_caps
+from .views import agents, overview, replay, run_page, runs_list
 
 app_name = "runs"
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
-    path("runs/<str:run_id>/", views.run_detail, name="run"),
-    path("runs/<str:run_id>/cancel/", views.run_cancel, name="cancel"),
+    path("", overview.overview, name="overview"),
+    path("runs/", runs_list.run_list, name="list"),
+    path("runs/<str:run_id>/", run_page.run_detail, name="run"),
+    path("runs/<str:run_id>/steps/", run_page.run_steps, name="steps"),
+    path("runs/<str:run_id>/steps/<int:seq>/", run_page.run_step, name="step"),
+    path("runs/<str:run_id>/export.json", run_page.run_export, name="export"),
+    path("runs/<str:run_id>/cancel/", run_page.run_cancel, name="cancel"),
+    path("runs/<str:run_id>/replay/", replay.run_reexecute, name="replay"),
+    path("runs/<str:run_id>/playback/", replay.run_playback, name="playback"),
+    path("runs/<str:run_a>/compare/<str:run_b>/", replay.runs_compare, name="compare"),
+    path("agents/", agents.agent_list, name="agents"),
+    path("agents/start/", agents.run_start, name="start"),
+    path("caps/", views_caps.caps_page, name="caps"),
+    path("caps/backtest/", views_caps.caps_backtest_view, name="caps_backtest"),
+    path("caps/remove/", views_caps.caps_remove, name="caps_remove"),
+    path("prices/", views_caps.prices_page, name="prices"),
+    path("prices/retire/", views_caps.price_retire, name="price_retire"),
+    path("prices/<int:price_id>/cancel/", views_caps.price_cancel, name="price_cancel"),
 ]

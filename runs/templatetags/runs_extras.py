@@ -5,6 +5,9 @@ import json
 from decimal import Decimal
 
 from django import template
+from django.utils import timezone
+
+from ..formatting import duration_text, usd_text
 
 register = template.Library()
 
@@ -33,8 +36,41 @@ def percent_of(used, limit) -> int:
 
 @register.filter
 def duration(ms) -> str:
-    if ms is None:
-        return "—"
-    if ms < 1000:
-        return f"{ms} ms"
-    return f"{ms / 1000:.2f} s"
+    return duration_text(ms)
+
+
+@register.filter
+def run_duration_ms(run) -> int | None:
+    """The run's wall time: as recorded, else measured from its start to its end (or now)."""
+    if run.wall_ms is not None:
+        return run.wall_ms
+    if run.started_at is None:
+        return None
+    end = run.finished_at or timezone.now()
+    return int((end - run.started_at).total_seconds() * 1000)
+
+
+@register.filter
+def usd(value) -> str:
+    return usd_text(value)
+
+
+@register.filter
+def cap_amount(value, cap: str) -> str:
+    """A cap's used or limit value in its unit: dollars, seconds, or a count."""
+    if value is None:
+        return "no limit"
+    if cap == "max_cost_usd":
+        return usd(value)
+    if cap == "max_wall_seconds":
+        return f"{Decimal(str(value)).normalize():f} s"
+    return str(value)
+
+
+@register.filter
+def getlist(query_dict, key) -> list:
+    """All values of `key` in a QueryDict (a form's submitted data)."""
+    try:
+        return query_dict.getlist(key)
+    except AttributeError:
+        return []

@@ -195,3 +195,26 @@ def test_an_agent_safe_to_retry_runs_again_after_a_lost_worker(transactional_db)
     run_execute(run_id=run.id, worker="retry")
     run = Run.objects.get(id=run.id)
     assert run.status == "succeeded" and run.attempt == 2
+
+
+def test_a_price_change_applies_to_the_calls_made_after_it(db):
+    from decimal import Decimal as D
+
+    from runs.execution import PriceCache
+    from runs.models import ModelPrice
+
+    now = timezone.now()
+    ModelPrice.objects.create(model="m-x", input_per_mtok=1, output_per_mtok=2,
+                              effective_from=now - timezone.timedelta(days=1))  # fmt: skip
+    later = ModelPrice.objects.create(model="m-x", input_per_mtok=3, output_per_mtok=4,
+                                      effective_from=now + timezone.timedelta(days=1))  # fmt: skip
+    prices = PriceCache()
+    assert prices("m-x") == (D("1"), D("2"))
+    assert prices("unpriced-model") is None
+    ModelPrice.objects.filter(id=later.id).update(effective_from=now - timezone.timedelta(hours=1))
+    # The cache knew the change was planned for tomorrow; move that moment into the past.
+    prices._prices["m-x"] = (prices._prices["m-x"][0], now - timezone.timedelta(seconds=1))
+    assert prices("m-x") == (D("3"), D("4"))
+    ModelPrice.objects.filter(model="m-x").update(retired_at=now - timezone.timedelta(minutes=1))
+    prices._prices["m-x"] = (prices._prices["m-x"][0], now - timezone.timedelta(seconds=1))
+    assert prices("m-x") is None

@@ -1,0 +1,257 @@
+"""How fast the pages answer on a big database (a benchmark script, not a test).
+
+    createdb -h 127.0.0.1 -U postgres agentops_bench
+    export DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentops_bench
+    .venv/bin/python manage.py migrate
+    .venv/bin/python manage.py generate_data --runs 1000000 --big-run-steps 10000
+    .venv/bin/python bench/bench_pages.py [--requests 500] [--web-workers 2]
+
+Starts gunicorn (DEBUG=0, as in production) on that database, logs in as a support user, and
+times requests over HTTP on localhost with a kept-alive connection, one at a time:
+
+- run-ID lookup: the search box given a full id (answered with a redirect to the run), given an
+  8-character prefix, and the run page itself, for random runs;
+- the first view of the long run's page (10,000 steps: its header, budget and first page of steps);
+- the runs list filtered several ways (status + agent, cap hit in a time window, a tag, a user
+  ref, full-text words, sorted by cost, and a deep page).
+
+Prints p50/p99/max in milliseconds. Times are measured by the client, so they include the
+(loopback) network and are an upper bound on server time.
+"""
+
+import argparse
+import http.client
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIG_RUN_USER = "bench-big-run"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(data_dir: str) -> dict:
+    return dict(
+        os.environ,
+        DEBUG="0",
+        SECRET_KEY="bench-only-secret-key-not-for-production-0123456789",
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+        AGENTOPS_DATA_DIR=data_dir,
+        LOG_LEVEL="WARNING",
+    )
+
+
+def prepare(env: dict) -> None:
+    """Migrate and collect static files (DEBUG=0 serves hashed names)."""
+    for command in (["migrate", "--no-input", "-v0"], ["collectstatic", "--no-input", "-v0"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True)
+
+
+def start_gunicorn(env: dict, port: int, workers: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gunicorn", "agentops.wsgi:application",
+               "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+               "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/v1/health")
+            conn.getresponse().read()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+def login_cookie() -> str:
+    """A session cookie for a support user, made through Django's own session store."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from runs.accounts import user_set_role
+
+    user = user_set_role(username="bench-support", role="support", password="bench-password")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+def sample_data(n: int) -> dict:
+    from django.db import connection
+
+    from runs.models import Run
+
+    with connection.cursor() as cursor:
+        # A random sample without sorting the whole table.
+        cursor.execute(
+            "SELECT id, user_ref FROM runs_run TABLESAMPLE SYSTEM (1) LIMIT %s"
+            if connection.vendor == "postgresql"
+            else "SELECT id, user_ref FROM runs_run ORDER BY random() LIMIT %s",
+            [n],
+        )
+        rows = cursor.fetchall()
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = 'runs_run'")
+            total = cursor.fetchone()[0]
+        else:
+            total = Run.objects.count()
+    big = Run.objects.filter(user_ref=BIG_RUN_USER).order_by("-created_at").first()
+    if big is None:
+        raise SystemExit("no long run: run `manage.py generate_data` first")
+    steps = big.events.count()
+    ids = [str(r[0]) for r in rows]
+    random.Random(7).shuffle(ids)
+    return {"ids": ids, "users": [r[1] for r in rows if r[1]], "big": big, "steps": steps,
+            "total": total}  # fmt: skip
+
+
+class Client:
+    def __init__(self, port: int, cookie: str):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Cookie": cookie, "Connection": "keep-alive"}
+
+    def get(self, path: str, expect=(200,), htmx=False) -> float:
+        headers = {**self.headers, "HX-Request": "true"} if htmx else self.headers
+        started = time.perf_counter()
+        self.conn.request("GET", path, headers=headers)
+        response = self.conn.getresponse()
+        body = response.read()
+        took = (time.perf_counter() - started) * 1000
+        if response.status not in expect:
+            raise SystemExit(f"GET {path} answered {response.status}: {body[:300]!r}")
+        return took
+
+
+def report(label: str, times: list[float], target: float | None = None) -> dict:
+    times = sorted(times)
+    p50 = statistics.median(times)
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+    mark = ""
+    if target is not None:
+        mark = f"  (target p99 <= {target:g} ms: {'met' if p99 <= target else 'MISSED'})"
+    print(
+        f"{label:<58} n={len(times):<4} p50={p50:7.2f}  p99={p99:7.2f}  max={times[-1]:7.2f}{mark}"
+    )
+    return {"label": label, "n": len(times), "p50": p50, "p99": p99, "max": times[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Time the pages over HTTP on a big database.")
+    parser.add_argument("--requests", type=int, default=500, help="lookups to time")
+    parser.add_argument("--repeat", type=int, default=50, help="requests per list/page case")
+    parser.add_argument("--web-workers", type=int, default=2)
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        print("note: DATABASE_URL is not PostgreSQL; the targets are for PostgreSQL")
+
+    data_dir = tempfile.mkdtemp(prefix="agentops-bench-pages-")
+    env = server_env(data_dir)
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentops.settings")
+    prepare(env)
+    cookie = login_cookie()
+    data = sample_data(max(args.requests, 200))
+    print(
+        f"database: ~{data['total']:,} runs; long run {data['big'].id} with {data['steps']:,} steps"
+    )
+
+    port = free_port()
+    server = start_gunicorn(env, port, args.web_workers)
+    # Stop the server on Ctrl-C or a SIGTERM too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        client = Client(port, cookie)
+        ids = data["ids"][: args.requests]
+        for run_id in ids[:50]:  # warm up every worker's connection pool and template cache
+            client.get(f"/runs/{run_id}/")
+            client.get("/runs/?status=failed")
+            client.get(f"/runs/?q={run_id}", expect=(302,))
+            client.get(f"/runs/?q={run_id[:8]}", expect=(302, 200))
+        print(f"\n{'case':<58} times in ms")
+        report("run-ID lookup: search box, full id -> 302",
+               [client.get(f"/runs/?q={i}", expect=(302,)) for i in ids], target=20)  # fmt: skip
+        # Ids are time-ordered: 8 hex digits name a ~65 s window, which a busy database fills
+        # with several runs (the box then lists them); 12 digits name one millisecond.
+        report("run-ID lookup: search box, 12-digit prefix -> 302",
+               [client.get(f"/runs/?q={i[:13]}", expect=(302, 200)) for i in ids])  # fmt: skip
+        report("run-ID lookup: search box, 8-digit prefix -> 302 or list",
+               [client.get(f"/runs/?q={i[:8]}", expect=(302, 200)) for i in ids])  # fmt: skip
+        report("run page of a typical run (/runs/<id>/)",
+               [client.get(f"/runs/{i}/") for i in ids])  # fmt: skip
+        big = data["big"].id
+        report(f"long run page, first view ({data['steps']:,} steps)",
+               [client.get(f"/runs/{big}/") for _ in range(args.repeat)], target=50)  # fmt: skip
+        report("long run: next page of steps (htmx, on scroll)",
+               [client.get(f"/runs/{big}/steps/?after={99 + 100 * (k % 9)}", htmx=True)
+                for k in range(args.repeat)])  # fmt: skip
+
+        user = data["users"][0]
+        lists = [
+            ("status=failed & agent=demo-broken", {"status": "failed", "agent": "demo-broken"}),
+            ("cap hit (any) in the last 7 days", {"cap_hit": "any", "period": "7d"}),
+            ("status=budget_exceeded & cap=max_cost_usd & tag=vip",
+             {"status": "budget_exceeded", "cap_hit": "max_cost_usd", "tag": "vip"}),
+            (f"user ref ({user})", {"q": user}),
+            ("full text: 'refund'", {"q": "refund"}),
+            ("full text, rare: an order id 'A-4242'", {"q": "A-4242"}),
+            ("full text: 'damaged charger' + status=succeeded",
+             {"q": "damaged charger", "status": "succeeded"}),
+            ("error_code=worker_lost, 24h", {"error_code": "worker_lost", "period": "24h"}),
+            ("sorted by cost, most expensive first", {"sort": "cost"}),
+            ("cost between $0.01 and $0.02 & agent=demo-support",
+             {"cost_min": "0.01", "cost_max": "0.02", "agent": "demo-support"}),
+            ("no filter (newest 50)", {}),
+        ]  # fmt: skip
+        print()
+        for label, params in lists:
+            path = "/runs/?" + urlencode(params, doseq=True, quote_via=quote)
+            report(f"list: {label}", [client.get(path) for _ in range(args.repeat)], target=150)
+        # A deep page: follow the cursor 20 pages into the unfiltered list, then time that page.
+        import re
+
+        path = "/runs/?status=succeeded"
+        for _ in range(20):
+            client.conn.request("GET", path, headers=client.headers)
+            html = client.conn.getresponse().read().decode()
+            path = (
+                re.search(
+                    r'href="([^"]+)" hx-get="[^"]+" hx-target="#results" hx-swap='
+                    r'"outerHTML show:top" rel="next"',
+                    html,
+                )
+                .group(1)
+                .replace("&amp;", "&")
+            )
+        report("list: status=succeeded, page 21 (cursor)",
+               [client.get(path) for _ in range(args.repeat)], target=150)  # fmt: skip
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Reading the body of POST /ingest: `{"runs": [...], "events": [...]}`, each item decoded on
+its own so its size as sent is known without encoding it again (the per-item limit), and a bad
+item can be rejected alone. Strict RFC 8259 JSON: NaN and Infinity are refused."""
+
+import json
+import re
+from json.decoder import scanstring
+
+from runs.errors import AppError, InvalidInput
+
+LISTS = ("runs", "events")
+# Deeper items are rejected (each alone): agents' JSON is far shallower, and walking deeper
+# structures (masking, encoding) would exhaust Python's recursion limit.
+MAX_DEPTH = 100
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+class TooDeep:
+    """Stands in for an item nested deeper than MAX_DEPTH; `validate_items` rejects it."""
+
+    def __init__(self, item):
+        self.id = item.get("id") if isinstance(item, dict) else None
+        self.reason = f"item is nested more than {MAX_DEPTH} levels deep"
+
+
+class BadBody(AppError):
+    """The body is not JSON (answered 400)."""
+
+    code = "bad_request"
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
+def read_batch(body: bytes) -> dict[str, list[tuple[object, int]]]:
+    """{"runs": [(item, size)], "events": [(item, size)]} where size is the item's length in
+    bytes as sent. Raises BadBody for text that is not JSON, InvalidInput for JSON that is not a
+    batch (not an object, or `runs`/`events` not arrays). Other keys are ignored."""
+    try:
+        text = body.decode("utf-8")
+        return _read(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadBody(f"the body is not valid JSON: {exc}") from None
+
+
+def _read(text: str) -> dict:
+    out: dict = {name: [] for name in LISTS}
+    pos = _skip(text, 0)
+    if not text.startswith("{", pos):
+        _DECODER.raw_decode(text, pos)  # a JSON error if it is not JSON at all
+        raise InvalidInput("the body must be a JSON object with `runs` and/or `events`")
+    pos = _skip(text, pos + 1)
+    if text.startswith("}", pos):
+        return _end(text, pos + 1, out)
+    while True:
+        if not text.startswith('"', pos):
+            raise ValueError(f"expected a key at character {pos}")
+        key, pos = scanstring(text, pos + 1)
+        pos = _skip(text, pos)
+        if not text.startswith(":", pos):
+            raise ValueError(f"expected ':' at character {pos}")
+        pos = _skip(text, pos + 1)
+        if key in LISTS:
+            if not text.startswith("[", pos):
+                _DECODER.raw_decode(text, pos)
+                raise InvalidInput(f"`{key}` must be an array")
+            pos = _items(text, pos + 1, out[key])
+        else:
+            pos = _DECODER.raw_decode(text, pos)[1]
+        pos = _skip(text, pos)
+        if text.startswith("}", pos):
+            return _end(text, pos + 1, out)
+        if not text.startswith(",", pos):
+            raise ValueError(f"expected ',' or '}}' at character {pos}")
+        pos = _skip(text, pos + 1)
+
+
+def _items(text: str, pos: int, into: list) -> int:
+    pos = _skip(text, pos)
+    if text.startswith("]", pos):
+        return pos + 1
+    while True:
+        item, end = _DECODER.raw_decode(text, pos)
+        chunk = text[pos:end]
+        # Only an item with that many brackets at all can be that deep: count (C speed) first.
+        if chunk.count("[") + chunk.count("{") > MAX_DEPTH and _depth(item) > MAX_DEPTH:
+            item = TooDeep(item)
+        into.append((item, len(chunk.encode())))
+        pos = _skip(text, end)
+        if text.startswith("]", pos):
+            return pos + 1
+        if not text.startswith(",", pos):
+            raise ValueError(f"expected ',' or ']' at character {pos}")
+        pos = _skip(text, pos + 1)
+
+
+def _depth(value) -> int:
+    """Nesting depth of a decoded JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _end(text: str, pos: int, out: dict) -> dict:
+    if _skip(text, pos) != len(text):
+        raise ValueError(f"extra data at character {pos}")
+    return out
+
+
+def _skip(text: str, pos: int) -> int:
+    return _SPACE.match(text, pos).end()

@@ -1,0 +1,124 @@
+"""POST /api/v1/otlp/v1/traces: OTLP/HTTP trace exports (protobuf or JSON, gzip accepted).
+
+Spans are mapped by `ingest.otlp` to the items of an ingest batch and stored through the same
+checks and write path as POST /ingest. The answer is an ExportTraceServiceResponse in the
+request's encoding; spans that could not be stored are counted in `partial_success`. Errors that
+fail the whole export (400 malformed, 413 too large, 415 wrong media type, 401/403/429/503) use
+the API's JSON error shape; OTLP exporters only read the status code of those.
+"""
+
+from django.conf import settings
+from django.http import HttpResponse
+from ninja import Router
+
+from runs.errors import AppError, TooLarge
+from runs.ingestion import ingest_batch
+
+from .auth import api_auth, require_scope
+from .items import EventItem, RunItem, validate_items
+from .otlp import (
+    JSON,
+    PROTOBUF,
+    OtlpBodyTooLarge,
+    OtlpDecodeError,
+    OtlpUnsupportedMediaType,
+    encode_response,
+    should_replace_run,
+    translate,
+)
+from .otlp_protobuf import DEFAULT_MAX_BYTES
+from .schemas import ErrorOut
+from .throttle import throttle
+
+router = Router(auth=api_auth, tags=["ingest"])
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+        JSON: {
+            "schema": {
+                "type": "object",
+                "description": "ExportTraceServiceRequest in the OTLP JSON encoding.",
+                "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
+            }
+        },
+    },
+}
+_EXPORT_RESPONSE = {
+    "description": "Stored. `partialSuccess` counts the spans that were not, and says why.",
+    "content": {
+        PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+        JSON: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "partialSuccess": {
+                        "type": "object",
+                        "properties": {
+                            # int64 in protobuf's JSON mapping: a decimal string
+                            "rejectedSpans": {"type": ["string", "integer"]},
+                            "errorMessage": {"type": "string"},
+                        },
+                    }
+                },
+            }
+        },
+    },
+}
+ERRORS = {code: ErrorOut for code in (400, 401, 403, 413, 415, 429, 503)}
+
+
+@router.post(
+    "/otlp/v1/traces",
+    response=ERRORS,
+    openapi_extra={"requestBody": _REQUEST_BODY, "responses": {200: _EXPORT_RESPONSE}},
+)
+def otlp_traces(request):
+    """Receive an OTLP/HTTP trace export. Each trace becomes one run (its id is the trace id),
+    each span one step; spans of one trace may arrive over several exports."""
+    who = require_scope(request, "ingest")
+    throttle(request, who)
+    content_type = request.headers.get("Content-Type")
+    try:
+        result = translate(
+            request.body,
+            content_type,
+            request.headers.get("Content-Encoding"),
+            max_bytes=max(DEFAULT_MAX_BYTES, settings.AGENTOPS_INGEST_MAX_BODY_BYTES),
+        )
+    except OtlpUnsupportedMediaType as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    except OtlpBodyTooLarge as exc:
+        raise TooLarge(str(exc)) from None
+    except OtlpDecodeError as exc:
+        raise AppError(str(exc), code="invalid_otlp") from None
+    spans = len(result.events) + len(result.rejected)
+    if spans > settings.AGENTOPS_INGEST_MAX_ITEMS:
+        raise TooLarge(
+            f"an export holds at most {settings.AGENTOPS_INGEST_MAX_ITEMS} spans; "
+            f"this one has {spans}"
+        )
+    rejected: list[dict] = []
+    max_bytes = settings.AGENTOPS_INGEST_MAX_ITEM_BYTES
+    runs = validate_items("run", RunItem, result.runs, max_bytes, rejected)
+    events = validate_items("event", EventItem, result.events, max_bytes, rejected)
+    if runs or events:
+        _, refused = ingest_batch(runs=runs, events=events, replace_run=should_replace_run)
+        rejected.extend(refused)
+    refused_spans = [r for r in rejected if r["type"] == "event"]
+    messages = [result.error_message] if result.rejected else []
+    messages += [f"step {r['id']}: {r['reason']}" for r in refused_spans[:5]]
+    messages += [f"run {r['id']}: {r['reason']}" for r in rejected if r["type"] == "run"][:2]
+    body, media_type = encode_response(
+        content_type,
+        rejected_spans=len(result.rejected) + len(refused_spans),
+        error_message="; ".join(messages),
+    )
+    return HttpResponse(body, content_type=media_type)

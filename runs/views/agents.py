@@ -1,0 +1,67 @@
+"""/agents/: the registered agents with their caps and recent numbers, and (engineer, admin) a
+form that starts a run and lands on its live page."""
+
+from datetime import timedelta
+
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from .. import services, stats
+from ..agents import all_agents
+from ..errors import AppError
+from ..forms import StartRunForm
+from ..roles import ADMIN, ENGINEER, SUPPORT, has_role, role_required
+
+STATS_DAYS = 7
+
+
+def _page(request, form: StartRunForm | None, status: int = 200):
+    specs = all_agents()
+    names = [spec.name for spec in specs]
+    numbers = stats.agent_run_stats(since=timezone.now() - timedelta(days=STATS_DAYS))
+    caps = stats.effective_caps(names)
+    agents = [
+        {
+            "spec": spec,
+            "caps": caps.get(spec.name),
+            "stats": numbers.get(spec.name),
+            "recent": stats.recent_runs_of(spec.name),
+        }
+        for spec in specs
+    ]
+    others = sorted((name, row) for name, row in numbers.items() if name not in set(names))
+    context = {"agents": agents, "others": others, "form": form, "stats_days": STATS_DAYS}
+    return render(request, "runs/agents.html", context, status=status)
+
+
+@role_required(SUPPORT)
+def agent_list(request):
+    form = None
+    if has_role(request.user, ENGINEER):
+        form = StartRunForm(initial={"agent": request.GET.get("agent", "demo-support")})
+    return _page(request, form)
+
+
+@require_POST
+@role_required(ENGINEER)
+def run_start(request):
+    form = StartRunForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = services.run_create(
+                agent=data["agent"],
+                input=data["input"],
+                caps=form.caps(),
+                may_raise_caps=has_role(request.user, ADMIN),
+                user_ref=data["user_ref"],
+                session_ref=data["session_ref"],
+                tags=data["tags"],
+                created_by=request.user,
+            )
+        except AppError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("runs:run", run_id=run.id)
+    return _page(request, form, status=422)

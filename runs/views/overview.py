@@ -1,0 +1,80 @@
+"""/: runs, failures, cap hits and spend over a window as SVG bar charts; the slowest and most
+failing tools; the latest cap hits. Every number links to the run list it counts."""
+
+from urllib.parse import urlencode
+
+from django.shortcuts import render
+from django.urls import reverse
+
+from .. import stats
+from ..charts import bar_chart
+from ..roles import SUPPORT, role_required
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M"  # what the run list's since/until fields read (UTC)
+
+
+def runs_url(**params) -> str:
+    """The run list filtered by `params` (lists become repeated parameters)."""
+    pairs = []
+    for key, value in params.items():
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if v not in (None, ""):
+                pairs.append((key, v.strftime(TIME_FORMAT) if hasattr(v, "strftime") else v))
+    return reverse("runs:list") + ("?" + urlencode(pairs) if pairs else "")
+
+
+FAILURES = [str(s) for s in stats.FAILURE_STATUSES]
+
+
+def _label(start, unit: str) -> str:
+    return start.strftime("%H:%M") if unit == "hour" else start.strftime("%b %d")
+
+
+@role_required(SUPPORT)
+def overview(request):
+    window = stats.WINDOWS.get(request.GET.get("window", "")) or stats.WINDOWS[stats.DEFAULT_WINDOW]
+    buckets = stats.runs_over_time(window)
+    since, until = buckets[0]["start"], buckets[-1]["end"]
+
+    def series(title, key, **filters):
+        return bar_chart(
+            title,
+            [
+                (
+                    _label(b["start"], window.unit),
+                    b[key],
+                    runs_url(since=b["start"], until=b["end"], **filters),
+                )
+                for b in buckets
+            ],
+        )
+
+    charts = [
+        (series("Runs", "runs"), runs_url(since=since, until=until)),
+        (
+            series("Failures", "failures", status=FAILURES),
+            runs_url(since=since, until=until, status=FAILURES),
+        ),
+        (
+            series("Cap hits", "cap_hits", cap_hit="any"),
+            runs_url(since=since, until=until, cap_hit="any"),
+        ),
+        (
+            series("Spend (USD)", "spend", sort="cost"),
+            runs_url(since=since, until=until, sort="cost"),
+        ),
+    ]
+    tools = stats.tool_stats(since=since)
+    for item in tools["slowest"] + tools["failing"]:
+        item["runs_url"] = runs_url(tool=item["name"], since=since, until=until)
+        item["failed_url"] = runs_url(tool=item["name"], tool_failed="on", since=since)
+    context = {
+        "window": window,
+        "windows": stats.WINDOWS.values(),
+        "charts": charts,
+        "tools": tools,
+        "cap_hits": stats.recent_cap_hits(),
+        "since": since,
+        "until": until,
+    }
+    return render(request, "runs/overview.html", context)

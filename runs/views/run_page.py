@@ -1,0 +1,188 @@
+"""/runs/<id>/: one run's header, budget and timeline, its fragments (more steps, one step's full
+body, the live part) and its actions (cancel, export as JSON)."""
+
+from django.contrib import messages
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from .. import selectors, services, timeline
+from ..errors import AppError
+from ..export import run_export_chunks
+from ..models import Run
+from ..replay import not_replayable_reason
+from ..roles import ENGINEER, SUPPORT, has_role, role_required
+from .runs_list import is_partial
+
+REPLAYS_SHOWN = 20
+# Budget bars: caps that measure usage (tool_timeout_seconds limits each call, not the run).
+BUDGET_CAPS = ("max_tool_calls", "max_cost_usd", "max_wall_seconds", "max_model_calls",
+               "max_tokens")  # fmt: skip
+
+
+def get_run(ref: str) -> Run:
+    """The run `ref` names (full id or unique prefix), or 404."""
+    try:
+        return selectors.run_get(ref=ref)
+    except AppError as exc:
+        raise Http404(exc.message) from None
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def budget_rows(run: Run) -> list[dict]:
+    """One row per cap the run carries: used, limit (None = no cap) and whether it stopped it."""
+    usage = selectors.run_usage_against_caps(run)
+    return [
+        {"cap": cap, **usage[cap], "stopped": run.cap_hit == cap}
+        for cap in BUDGET_CAPS
+        if cap in usage and (usage[cap]["limit"] is not None or run.cap_hit == cap)
+    ]
+
+
+def _live_context(request, run: Run) -> dict:
+    return {
+        "run": run,
+        "steps_url": reverse("runs:steps", args=[run.id]),
+        "budget": budget_rows(run),
+        "can_cancel": has_role(request.user, ENGINEER),
+    }
+
+
+@require_GET
+@role_required(SUPPORT)
+def run_detail(request, run_id):
+    run = get_run(run_id)
+    if request.htmx and request.GET.get("part") == "live":
+        return _live_update(request, run)
+    after = max(_int(request.GET.get("after"), -1), -1)
+    rows, next_after = timeline.steps_page(run=run, after_seq=after)
+    replay_of = None
+    if run.replay_of_id:
+        replay_of = Run.objects.only("id", "status", "agent").filter(id=run.replay_of_id).first()
+    replays = list(
+        run.replays.only("id", "status", "replay_mode", "created_at").order_by("-created_at")[
+            : REPLAYS_SHOWN + 1
+        ]
+    )
+    context = {
+        **_live_context(request, run),
+        "rows": rows,
+        "next_after": next_after,
+        "after": after,
+        "replay_of": replay_of,
+        "replays": replays[:REPLAYS_SHOWN],
+        "more_replays": len(replays) > REPLAYS_SHOWN,
+        "can_replay": has_role(request.user, ENGINEER),
+        "replay_blocked": not_replayable_reason(run),
+    }
+    response = render(request, "runs/run.html", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _live_update(request, run: Run):
+    """The live part of a running run's page, plus out-of-band updates of its timeline: steps
+    the page still shows as running (`open`) are replaced, steps after the page's last one
+    (`last`, sent only when the page holds the whole timeline) are appended. Once the run is
+    finished the answer tells htmx to stop polling."""
+    open_seqs = [_int(s) for s in request.GET.get("open", "").split(",")]
+    open_seqs = [n for n in open_seqs if n is not None]
+    last = _int(request.GET.get("last"))
+    changed, appended, next_after = timeline.live_steps(run=run, open_seqs=open_seqs, last=last)
+    context = {
+        **_live_context(request, run),
+        "changed": changed,
+        "appended": appended,
+        "next_after": next_after,
+    }
+    response = render(request, "runs/run.html#live_update", context)
+    if run.is_finished:
+        response.status_code = HttpResponseStopPolling.status_code
+    return response
+
+
+@require_GET
+@role_required(SUPPORT)
+def run_steps(request, run_id):
+    """The next page of steps after `after` (htmx, when the end of the timeline is scrolled
+    into view); without htmx, the run page starting there."""
+    run = get_run(run_id)
+    after = max(_int(request.GET.get("after"), -1), -1)
+    if not is_partial(request):
+        return redirect(f"{reverse('runs:run', args=[run.id])}?after={after}#timeline")
+    rows, next_after = timeline.steps_page(run=run, after_seq=after)
+    context = {
+        "run": run,
+        "rows": rows,
+        "next_after": next_after,
+        "steps_url": reverse("runs:steps", args=[run.id]),
+    }
+    return render(request, "runs/run.html#step_rows", context)
+
+
+@require_GET
+@role_required(SUPPORT)
+def run_step(request, run_id, seq: int):
+    """One step's full input, output, error and attributes: a fragment for htmx (a step opened
+    in the timeline), else a page of its own."""
+    run = get_run(run_id)
+    try:
+        event = timeline.step_get(run=run, seq=seq)
+    except AppError as exc:
+        raise Http404(exc.message) from None
+    context = {"run": run, "event": event, "prompt": _prompt(event)}
+    template = "runs/step.html#step_body" if is_partial(request) else "runs/step.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _prompt(event) -> list[dict]:
+    """The chat messages of a model call, for reading as a conversation (text only)."""
+    if event.kind != "model_call" or not isinstance(event.input, dict):
+        return []
+    items = event.input.get("messages")
+    if not isinstance(items, list):
+        return []
+    return [
+        {"role": str(m.get("role", "")), "content": m.get("content"), "name": m.get("name")}
+        for m in items
+        if isinstance(m, dict)
+    ]
+
+
+@require_GET
+@role_required(SUPPORT)
+def run_export(request, run_id):
+    """The run and all its steps as one JSON download, streamed."""
+    run = get_run(run_id)
+    response = StreamingHttpResponse(run_export_chunks(run), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.id}.json"'
+    return response
+
+
+@require_POST
+@role_required(ENGINEER)
+def run_cancel(request, run_id):
+    run = get_run(run_id)
+    problem = None
+    try:
+        run = services.run_cancel(run=run)
+    except AppError as exc:
+        problem = exc.message
+    if is_partial(request):
+        # The page's live part, re-rendered: it keeps polling until the runner has stopped.
+        context = {**_live_context(request, run), "cancel_error": problem}
+        return render(request, "runs/run.html#live", context)
+    if problem:
+        messages.error(request, problem)
+    return redirect("runs:run", run_id=run.id)
