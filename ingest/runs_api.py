@@ -17,6 +17,7 @@ from .auth import api_auth, require_scope
 from .schemas import (
     MAX_JSON_BYTES,
     ErrorOut,
+    EventOut,
     EventPage,
     RunAccepted,
     RunCreateIn,
@@ -138,9 +139,7 @@ def run_detail(request, ref: str):
     }
 
 
-EVENT_FIELDS = ("id", "seq", "parent_id", "kind", "name", "status", "started_at",
-                       "ended_at", "input", "output", "model", "input_tokens", "output_tokens",
-                       "cost_usd", "error", "attributes")  # fmt: skip
+EVENT_FIELDS = tuple(name for name in EventOut.model_fields if name != "duration_ms")
 
 
 class EventQuery(Schema):

@@ -16,25 +16,8 @@ from .models import Event
 
 # The largest value the cost columns hold (14 digits, 6 after the point).
 MAX_COST = Decimal("99999999.999999")
-EVENT_FIELDS = (
-    "id",
-    "run_id",
-    "seq",
-    "parent_id",
-    "kind",
-    "name",
-    "status",
-    "started_at",
-    "ended_at",
-    "input",
-    "output",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "error",
-    "attributes",
-)
+# Every column of a step, as `values()` names them.
+EVENT_FIELDS = ("id", "run_id", "seq", "parent_id", *services.EVENT_UPDATE_FIELDS[1:])
 
 
 @dataclass

@@ -23,7 +23,8 @@ def masked(value):
     return mask(value, compile_patterns(settings.AGENTOPS_SECRET_PATTERNS))
 
 
-# Columns a re-sent step may change. `run` and `seq` are fixed by the first write.
+# Columns a re-sent step may change (`parent` first). `run` and `seq` are fixed by the first
+# write.
 EVENT_UPDATE_FIELDS = [
     "parent",
     "kind",

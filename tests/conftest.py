@@ -53,6 +53,13 @@ def make_user(db):
     return make
 
 
+@pytest.fixture
+def no_enqueue(monkeypatch):
+    """Runs created stay queued and nothing reaches a broker: for tests that look at the API or
+    the pages, not at execution."""
+    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+
+
 @pytest.fixture(params=ROLES)
 def role(request):
     return request.param

@@ -10,21 +10,10 @@ from runs import caps, services
 from runs.accounts import api_key_create
 from runs.models import CapPolicy, CapPolicyChange
 from tests.conftest import PASSWORD
+from tests.runs.test_caps import GLOBAL as FULL_GLOBAL
 from tests.runs.test_caps import finished_run, loop_steps
 
-pytestmark = pytest.mark.django_db
-
-FULL_GLOBAL = {
-    "max_tool_calls": 20,
-    "max_cost_usd": "0.50",
-    "max_wall_seconds": 300,
-    "tool_timeout_seconds": 10,
-}
-
-
-@pytest.fixture(autouse=True)
-def _no_enqueue(monkeypatch):
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 
 
 def key(*scopes, name="t") -> str:

@@ -10,13 +10,7 @@ from django.test import override_settings
 from runs.accounts import api_key_create, api_key_revoke
 from runs.models import Event, Run
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_enqueue(monkeypatch):
-    # These tests look at the API, not execution: runs stay queued, nothing reaches a broker.
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 
 
 def key(*scopes) -> str:

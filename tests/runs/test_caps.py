@@ -12,7 +12,7 @@ from runs.caps_backtest import caps_backtest
 from runs.errors import Conflict, NotFound
 from runs.models import CapPolicy, CapPolicyChange, Event, Run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 
 GLOBAL = {
     "max_tool_calls": 20,
@@ -20,12 +20,6 @@ GLOBAL = {
     "max_wall_seconds": 300,
     "tool_timeout_seconds": 10,
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_enqueue(monkeypatch):
-    # Runs created here are only looked at, never executed.
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
 
 
 def finished_run(

@@ -98,8 +98,7 @@ def test_external_and_unfinished_runs_cannot_be_replayed(transactional_db):
 
 
 @pytest.mark.django_db
-def test_replay_api_answers_and_refuses_clearly(client, monkeypatch):
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+def test_replay_api_answers_and_refuses_clearly(client, no_enqueue):
     _, writer = api_key_create(name="w", scopes=["runs:write", "runs:read"])
     _, reader = api_key_create(name="r", scopes=["runs:read"])
     done = Run.objects.create(agent="demo-support", status="succeeded", input={"question": "x"})

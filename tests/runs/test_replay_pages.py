@@ -7,12 +7,7 @@ from django.utils import timezone
 
 from runs.models import Event, Run
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_enqueue(monkeypatch):
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 
 
 def finished_run(agent="demo-support", **fields) -> Run:

@@ -7,14 +7,9 @@ import pytest
 from runs.models import Run
 from tests.runs.run_rows import make_run, make_steps
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def _no_enqueue(monkeypatch):
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
 
 
 @pytest.fixture

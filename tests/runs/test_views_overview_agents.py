@@ -16,12 +16,7 @@ from runs.models import Run
 from runs.stats import WINDOWS, runs_over_time, window_bounds
 from tests.runs.run_rows import make_run, make_steps
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_enqueue(monkeypatch):
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 
 
 def login(client, make_user, role):

@@ -168,8 +168,7 @@ def test_live_updates_stop_once_the_run_is_finished(engineer):
     assert 'hx-trigger="every 1s"' not in engineer.get(f"/runs/{run.id}/").content.decode()
 
 
-def test_cancel_from_the_page_with_and_without_htmx(engineer, monkeypatch):
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+def test_cancel_from_the_page_with_and_without_htmx(engineer, no_enqueue):
     queued = make_run(status="queued", started_at=None, finished_at=None, wall_ms=None)
     response = engineer.post(f"/runs/{queued.id}/cancel/", **HTMX)
     html = response.content.decode()
