@@ -31,6 +31,7 @@ test: $(VENV)/.dev-deps
 bench: $(VENV)/.dev-deps
 	$(PY) bench/bench_runner.py
 	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_ingest_floor.py
 	$(PY) bench/bench_masking.py
 
 # The pages benchmark needs a big database first (about 90 s for a million runs).

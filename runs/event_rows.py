@@ -147,15 +147,16 @@ def copy_upsert(rows: list[dict], *, update_fields: list[str]) -> None:
         if session not in _SESSIONS_WITH_LOAD_TABLE:
             cursor.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOAD_TABLE} "
-                f"(LIKE {table} INCLUDING DEFAULTS)"
+                f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             transaction.on_commit(lambda: _SESSIONS_WITH_LOAD_TABLE.add(session))
         with connection.wrap_database_errors:
             with cursor.cursor.copy(f"COPY {_LOAD_TABLE} ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(_copy_row(row))
-        # Emptying the load table and upserting in one statement: nothing is left for the next
-        # call in this session, whatever happens.
+        # Emptying the load table and upserting in one statement: nothing is left for a second
+        # call in this transaction. The commit then truncates the table (ON COMMIT DELETE ROWS),
+        # so the dead rows of one batch are not left for the next thousand to scan past.
         cursor.execute(
             f"WITH loaded AS (DELETE FROM {_LOAD_TABLE} RETURNING {names}) "
             f"INSERT INTO {table} ({names}) SELECT {names} FROM loaded "

@@ -119,23 +119,29 @@ def _stored_ids_and_last_seq(ids: list, run_ids: list) -> tuple[list, dict]:
     """Which of `ids` are stored steps, and each run's highest seq: one round trip."""
     table = connection.ops.quote_name(Event._meta.db_table)
     if connection.vendor == "postgresql":
-        # Each list as one array literal: cheaper to send and to plan than 100 parameters.
-        match_ids, match_runs = "id = ANY(%s::uuid[])", "run_id = ANY(%s::uuid[])"
+        # Each list as one array literal: cheaper to send and to plan than 100 parameters. Each
+        # run's last seq is one step back along the (run_id, seq) index, however long the run.
+        sql = (
+            f"SELECT 0, id, NULL FROM {table} WHERE id = ANY(%s::uuid[]) UNION ALL "
+            f"SELECT 1, r, (SELECT MAX(seq) FROM {table} WHERE run_id = r) "
+            "FROM unnest(%s::uuid[]) AS r"
+        )
         params = ["{" + ",".join(map(str, ids)) + "}", "{" + ",".join(map(str, run_ids)) + "}"]
     else:
         pk = Event._meta.pk
-        match_ids = f"id IN ({', '.join(['%s'] * len(ids))})"
-        match_runs = f"run_id IN ({', '.join(['%s'] * len(run_ids))})"
+        sql = (
+            f"SELECT 0, id, NULL FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+            f"UNION ALL SELECT 1, run_id, MAX(seq) FROM {table} "
+            f"WHERE run_id IN ({', '.join(['%s'] * len(run_ids))}) GROUP BY run_id"
+        )
         params = [pk.get_db_prep_value(i, connection) for i in [*ids, *run_ids]]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 0, id, NULL FROM {table} WHERE {match_ids} UNION ALL "
-            f"SELECT 1, run_id, MAX(seq) FROM {table} WHERE {match_runs} GROUP BY run_id",
-            params,
-        )
+        cursor.execute(sql, params)
         found = cursor.fetchall()
     stored = [uuid.UUID(str(value)) for which, value, _ in found if which == 0]
-    last = {uuid.UUID(str(value)): seq for which, value, seq in found if which == 1}
+    last = {
+        uuid.UUID(str(value)): seq for which, value, seq in found if which == 1 and seq is not None
+    }
     return stored, last
 
 
@@ -154,15 +160,20 @@ def _numbered(fresh_by_run: dict, last: dict) -> list[dict]:
 
 
 def _price_missing_costs(rows: list[dict]) -> None:
-    prices: dict = {}
-    for row in rows:
-        if row.get("cost_usd") is not None or not row.get("model"):
-            continue
-        if row.get("input_tokens") is None and row.get("output_tokens") is None:
-            continue
-        key = (row["model"], row["started_at"].date())
-        if key not in prices:
-            prices[key] = selectors.price_for(row["model"], at=row["started_at"])
-        if prices[key] is not None:
-            cost = cost_of(row.get("input_tokens") or 0, row.get("output_tokens") or 0, prices[key])
+    """Price each step that carries tokens but no cost at the price in effect when it started
+    (one query for the batch)."""
+    unpriced = [
+        row
+        for row in rows
+        if row.get("cost_usd") is None
+        and row.get("model")
+        and (row.get("input_tokens") is not None or row.get("output_tokens") is not None)
+    ]
+    if not unpriced:
+        return
+    prices = selectors.prices_of(row["model"] for row in unpriced)
+    for row in unpriced:
+        price = selectors.price_at(prices.get(row["model"], []), row["started_at"])[0]
+        if price is not None:
+            cost = cost_of(row.get("input_tokens") or 0, row.get("output_tokens") or 0, price)
             row["cost_usd"] = min(cost, MAX_COST)

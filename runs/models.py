@@ -138,15 +138,19 @@ class Event(models.Model):
     """One step of a run. Written when it starts, completed when it ends."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the unique (run, seq) index starts with it. Every index costs each of
+    # the many step writes an entry.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
-    # No database constraint: an external agent may send a child before its parent.
+    # No database constraint: an external agent may send a child before its parent. No index:
+    # children are only ever looked up within their run.
     parent = models.ForeignKey(
         "self",
         null=True,
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        db_index=False,
         related_name="+",
     )
     kind = models.CharField(max_length=20, choices=EventKind.choices)

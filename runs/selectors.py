@@ -60,23 +60,40 @@ def price_for(model: str, *, at: datetime | None = None) -> tuple[Decimal, Decim
 def price_in_effect(model: str, *, at: datetime | None = None):
     """(price or None, until): the price of `model` in effect at `at` and the time it stops
     being the one in effect (the next price's start or its retirement; None: not planned)."""
-    at = at or timezone.now()
-    rows = list(
-        ModelPrice.objects.filter(model=model)
-        .filter(Q(retired_at__isnull=True) | Q(retired_at__gt=at))
+    return price_at(prices_of([model]).get(model, []), at or timezone.now())
+
+
+def prices_of(models) -> dict[str, list[tuple]]:
+    """Every price row of `models` (one query), per model, oldest first, as
+    (effective_from, retired_at, (input, output)) for `price_at`."""
+    rows = (
+        ModelPrice.objects.filter(model__in=set(models))
         .order_by("effective_from")
-        .only("input_per_mtok", "output_per_mtok", "effective_from", "retired_at")
+        .values_list("model", "effective_from", "retired_at", "input_per_mtok", "output_per_mtok")
     )
+    found: dict[str, list[tuple]] = {}
+    for model, start, retired, per_input, per_output in rows:
+        found.setdefault(model, []).append((start, retired, (per_input, per_output)))
+    return found
+
+
+def price_at(entries: list[tuple], at: datetime):
+    """(price or None, until) from one model's `prices_of` entries: the newest row started by
+    `at` and not retired by then, and when it stops being the one in effect."""
     current = None
     until = None
-    for row in rows:
-        if row.effective_from <= at:
-            current = row
+    for start, retired, price in entries:
+        if retired is not None and retired <= at:
+            continue
+        if start <= at:
+            current = (retired, price)
         elif until is None:
-            until = row.effective_from
-    if current is not None and current.retired_at:
-        until = min(until, current.retired_at) if until else current.retired_at
-    price = (current.input_per_mtok, current.output_per_mtok) if current else None
+            until = start
+    if current is None:
+        return None, until
+    retired, price = current
+    if retired:
+        until = min(until, retired) if until else retired
     return price, until
 
 

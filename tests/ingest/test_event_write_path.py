@@ -127,6 +127,25 @@ def test_postgresql_writes_large_batches_through_copy_and_single_steps_without(r
     assert Event.objects.filter(run=run).count() == 30
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_load_table_is_emptied_to_nothing_at_each_commit():
+    # A session (a pooled connection) lives for thousands of batches: rows only deleted would
+    # leave dead pages behind that every later COPY and scan of the load table wades through.
+    if connection.vendor != "postgresql":
+        pytest.skip("the COPY path and its load table are PostgreSQL's")
+    run = Run.objects.create(agent="remote", source="external")
+    for start in (0, 40, 80):
+        services.events_record(events=_numbered(run, start, 40))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_relation_size('agentops_event_load')")
+            assert cursor.fetchone()[0] == 0
+    assert Event.objects.filter(run=run).count() == 120
+
+
+def _numbered(run, start, count):
+    return [{**row, "seq": start + row["seq"]} for row in rows(run, count)]
+
+
 def test_json_safe_leaves_clean_values_untouched():
     value = {"a": [1, "x", {"b": None}], "c": 1.5}
     assert event_rows.json_safe(value) is value
