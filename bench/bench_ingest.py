@@ -69,7 +69,7 @@ def create_keys(count: int, env: dict) -> list[str]:
     return keys
 
 
-def start_gunicorn(port: int, env: dict, workers: int, threads: int, log: Path):
+def start_gunicorn(port: int, env: dict, workers: int, threads: int, log: Path, kind="gthread"):
     cmd = [
         PYTHON,
         "-m",
@@ -82,7 +82,7 @@ def start_gunicorn(port: int, env: dict, workers: int, threads: int, log: Path):
         "--threads",
         str(threads),
         "--worker-class",
-        "gthread",
+        kind,
         "--keep-alive",
         "30",
         "--log-level",
@@ -315,8 +315,15 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100, help="events per batch")
     parser.add_argument("--event-bytes", type=int, default=1024)
     parser.add_argument("--run-batches", type=int, default=10, help="batches per run")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--worker-class",
+        choices=["gthread", "sync"],
+        default="sync",
+        help="sync (the default): one request per connection, so each goes to whichever worker "
+        "is free; gthread keeps a client on the worker that accepted its connection",
+    )
     parser.add_argument("--resend", type=float, default=0.1, help="share of batches re-sent")
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/agentops_bench_ingest"
@@ -353,13 +360,16 @@ def main() -> int:
     )
     print(f"machine: {machine()}")
     print(
-        f"database: {args.database_url}; gunicorn gthread {args.workers}x{args.threads}; "
+        f"database: {args.database_url}; gunicorn {args.worker_class} "
+        f"{args.workers}x{args.threads}; "
         f"cache (throttling): {args.cache_url or 'file'}; ids: {args.ids}"
     )
     prepare_database(args.database_url, env)
     keys = create_keys(args.clients, env)
     port = free_port()
-    server = start_gunicorn(port, env, args.workers, args.threads, data_dir / "gunicorn.log")
+    server = start_gunicorn(
+        port, env, args.workers, args.threads, data_dir / "gunicorn.log", args.worker_class
+    )
     try:
         print("building bodies …", flush=True)
         batches = [

@@ -8,6 +8,12 @@ decoded and validated before the clock starts. No gunicorn, no HTTP, no key look
 no JSON parsing or validation: what is left is the database work of a batch (lock, reads, COPY,
 upsert, counters, commit) and the Python that feeds it (masking, encoding for COPY, the ORM).
 
+With --bare the clients do not use the application at all: each batch's rows are encoded before
+the clock starts, and a plain psycopg connection sends the statements the write path sends for a
+batch of new steps (advisory lock, stored ids and last seq, COPY into the load table, the upsert,
+the run's counters, commit). That is PostgreSQL's ceiling on this machine with the thinnest
+client Python allows.
+
 Prints events/s and, per batch, the CPU of PostgreSQL and of the clients. PostgreSQL's CPU per
 batch times the batches per second a target needs is the share of the cores the database alone
 takes; the rest is what HTTP, validation and everything else must fit in.
@@ -18,6 +24,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -45,7 +52,7 @@ def postgres_cpu() -> float:
     return total
 
 
-def client(batches, ready, start, results) -> None:
+def client(batches, ready, start, results, finish) -> None:
     """One client process: validate its batches, then store them back to back on the signal."""
     import django
 
@@ -69,6 +76,95 @@ def client(batches, ready, start, results) -> None:
         latencies.append(time.perf_counter() - started)
         assert not rejected, rejected
     results.put((latencies, time.process_time() - cpu))
+    finish.wait()  # keep the database session (and its CPU figures) until they are read
+
+
+def bare_client(database_url, batches, ready, start, results, finish) -> None:
+    """One client process without the application: the write path's statements, rows encoded
+    before the clock starts."""
+    import psycopg
+
+    columns = list(EVENT_COLUMNS)
+    names = ", ".join(columns)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in ("id", "run_id", "seq"))
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "CREATE TEMPORARY TABLE load (LIKE runs_event INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        prepared = []
+        for body, run_id, *_ in batches:
+            data = json.loads(body)
+            rows = [[step.get(c, DEFAULTS.get(c)) for c in columns] for step in data["events"]]
+            for seq, row in enumerate(rows):
+                row[1] = seq  # numbered per batch below
+                for index in JSON_INDEXES:
+                    row[index] = json.dumps(row[index]) if row[index] is not None else None
+                row[columns.index("attributes")] = row[columns.index("attributes")] or "{}"
+            prepared.append((run_id, rows))
+            conn.execute(
+                "INSERT INTO runs_run (id, agent, status, input, caps, user_ref, session_ref, "
+                "tags, metadata, source, created_at, tool_calls, model_calls, input_tokens, "
+                "output_tokens, cost_usd, error_code, cap_hit, worker, attempt, replay_mode) "
+                "VALUES (%s, 'bench', 'running', '{}', '{}', '', '', '[]', '{}', 'external', "
+                "now(), 0, 0, 0, 0, 0, '', '', '', 0, '') ON CONFLICT DO NOTHING",
+                [run_id],
+            )
+        conn.commit()
+        ready.release()
+        start.wait()
+        cpu = time.process_time()
+        latencies = []
+        for run_id, rows in prepared:
+            started = time.perf_counter()
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [run_id])
+                ids = "{" + ",".join(row[0] for row in rows) + "}"
+                cursor.execute(
+                    "SELECT 0, id, NULL FROM runs_event WHERE id = ANY(%s::uuid[]) UNION ALL "
+                    "SELECT 1, r, (SELECT MAX(seq) FROM runs_event WHERE run_id = r) "
+                    "FROM unnest(%s::uuid[]) AS r",
+                    [ids, "{" + run_id + "}"],
+                )
+                last = max((seq for which, _, seq in cursor.fetchall() if which), default=None)
+                base = -1 if last is None else last
+                with cursor.copy(f"COPY load ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row([row[0], base + 1 + row[1], *row[2:]])
+                cursor.execute(
+                    f"WITH loaded AS (DELETE FROM load RETURNING {names}) "
+                    f"INSERT INTO runs_event ({names}) SELECT {names} FROM loaded "
+                    f"ON CONFLICT (id) DO UPDATE SET {updates}"
+                )
+                cursor.execute(
+                    "UPDATE runs_run SET tool_calls = tool_calls + %s, "
+                    "model_calls = model_calls + %s WHERE id = %s",
+                    [len(rows) // 4, len(rows) // 4, run_id],
+                )
+            conn.commit()
+            latencies.append(time.perf_counter() - started)
+        results.put((latencies, time.process_time() - cpu))
+        finish.wait()
+
+
+# The step columns in the order the bare client sends them, and which of them are JSON.
+EVENT_COLUMNS = (
+    "id",
+    "seq",
+    "run_id",
+    "kind",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "input",
+    "output",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "attributes",
+)
+DEFAULTS = {"model": "", "name": "", "status": "ok"}
+JSON_INDEXES = [EVENT_COLUMNS.index(c) for c in ("input", "output", "attributes")]
 
 
 def main() -> int:
@@ -80,6 +176,11 @@ def main() -> int:
     parser.add_argument("--run-batches", type=int, default=10, help="batches per run")
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/agentops_bench_floor"
+    )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="plain psycopg clients sending the write path's statements (no application code)",
     )
     args = parser.parse_args()
 
@@ -99,7 +200,8 @@ def main() -> int:
     )
     os.environ.update(env)
     print(f"machine: {machine()}")
-    print(f"database: {args.database_url}; {args.clients} client processes")
+    mode = "bare psycopg clients" if args.bare else "clients calling ingest_batch"
+    print(f"database: {args.database_url}; {args.clients} {mode}")
     prepare_database(args.database_url, env)
     batches = [
         make_batches(n, args.batches, args.events, args.event_bytes, args.run_batches)
@@ -107,18 +209,35 @@ def main() -> int:
     ]
 
     context = multiprocessing.get_context("spawn")
-    ready, start, results = context.Semaphore(0), context.Event(), context.Queue()
-    procs = [context.Process(target=client, args=(mine, ready, start, results)) for mine in batches]
+    ready, start, finish = context.Semaphore(0), context.Event(), context.Event()
+    results = context.Queue()
+    if args.bare:
+        target, first = bare_client, (args.database_url,)
+    else:
+        target, first = client, ()
+    procs = [
+        context.Process(target=target, args=(*first, mine, ready, start, results, finish))
+        for mine in batches
+    ]
     for proc in procs:
         proc.start()
     for _ in procs:
-        ready.acquire()
+        while not ready.acquire(timeout=1):
+            if any(proc.exitcode for proc in procs):
+                raise SystemExit("a client process failed (its traceback is above)")
     before = postgres_cpu()
     started = time.perf_counter()
     start.set()
-    outcomes = [results.get() for _ in procs]
+    outcomes = []
+    while len(outcomes) < len(procs):
+        try:
+            outcomes.append(results.get(timeout=1))
+        except queue.Empty:
+            if any(proc.exitcode for proc in procs):
+                raise SystemExit("a client process failed (its traceback is above)") from None
     wall = time.perf_counter() - started
     database_cpu = postgres_cpu() - before
+    finish.set()
     for proc in procs:
         proc.join()
 
@@ -133,10 +252,12 @@ def main() -> int:
     )
     print(
         f"cpu per batch:   postgres {database_cpu / count * 1000:.2f} ms, "
-        f"clients {client_cpu / count * 1000:.2f} ms (the write path's Python)"
+        f"clients {client_cpu / count * 1000:.2f} ms"
     )
     print(f"cpu during load: postgres {database_cpu / wall:.0%}, clients {client_cpu / wall:.0%}")
 
+    if args.bare:
+        return 0  # rows only: the bare clients keep no counters worth reconciling
     counts = reconcile(env, {})
     runs = len({b[1] for mine in batches for b in mine})
     gapless = not counts["runs_with_seq_gaps"]
