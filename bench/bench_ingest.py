@@ -246,16 +246,25 @@ def cpu_seconds(server) -> dict:
     for proc in [master, *master.children(recursive=True)]:
         times = proc.cpu_times()
         result["gunicorn"] += times.user + times.system
+    result["postgres"] = postgres_cpu()
+    me = psutil.Process().cpu_times()
+    result["clients"] = me.user + me.system
+    return result
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by the PostgreSQL server's processes on this machine."""
+    import psutil
+
+    total = 0.0
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] and proc.info["name"].startswith("postgres"):
             try:
                 times = proc.cpu_times()
             except psutil.Error:
                 continue
-            result["postgres"] += times.user + times.system
-    me = psutil.Process().cpu_times()
-    result["clients"] = me.user + me.system
-    return result
+            total += times.user + times.system
+    return total
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -308,13 +317,35 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu})"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_load_arguments(parser) -> None:
+    """The shape of the load, shared with bench_ingest_floor.py."""
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batches", type=int, default=250, help="batches per client")
     parser.add_argument("--events", type=int, default=100, help="events per batch")
     parser.add_argument("--event-bytes", type=int, default=1024)
     parser.add_argument("--run-batches", type=int, default=10, help="batches per run")
+
+
+def bench_env(database_url: str, data_dir: Path, **extra) -> dict:
+    """The environment of a production-like instance on `database_url`."""
+    return dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        AGENTOPS_DATA_DIR=str(data_dir),
+        DEBUG="0",
+        SECRET_KEY="bench-" + uuid.uuid4().hex,
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+        SECURE_HSTS_SECONDS="0",
+        LOG_LEVEL="WARNING",
+        CELERY_BROKER_URL="filesystem://",
+        **extra,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_load_arguments(parser)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument(
@@ -344,17 +375,9 @@ def main() -> int:
     ids = uuid.uuid4 if args.ids == "uuid4" else lambda: uuid.UUID(uuid7())
 
     data_dir = Path(tempfile.mkdtemp(prefix="agentops-bench-ingest-"))
-    env = dict(
-        os.environ,
-        DATABASE_URL=args.database_url,
-        AGENTOPS_DATA_DIR=str(data_dir),
-        DEBUG="0",
-        SECRET_KEY="bench-" + uuid.uuid4().hex,
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="0",
-        SECURE_HSTS_SECONDS="0",
-        LOG_LEVEL="WARNING",
-        CELERY_BROKER_URL="filesystem://",
+    env = bench_env(
+        args.database_url,
+        data_dir,
         CACHE_URL=args.cache_url,
         DATABASE_POOL_MAX=str(args.threads + 1),
     )

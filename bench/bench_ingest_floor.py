@@ -28,31 +28,25 @@ import queue
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingest import machine, make_batches, percentile, prepare_database, reconcile  # noqa: E402
+from bench_ingest import (  # noqa: E402
+    add_load_arguments,
+    bench_env,
+    machine,
+    make_batches,
+    percentile,
+    postgres_cpu,
+    prepare_database,
+    reconcile,
+)
 
 
-def postgres_cpu() -> float:
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] and proc.info["name"].startswith("postgres"):
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            total += times.user + times.system
-    return total
-
-
-def client(batches, ready, start, results, finish) -> None:
+def client(batches, *signals) -> None:
     """One client process: validate its batches, then store them back to back on the signal."""
     import django
 
@@ -60,31 +54,28 @@ def client(batches, ready, start, results, finish) -> None:
     from ingest.items import EventItem, RunItem, validate_items
     from runs.ingestion import ingest_batch
 
+    def store(batch):
+        runs, events = batch
+        rejected = ingest_batch(runs=runs, events=events)[1]
+        assert not rejected, rejected
+
     prepared = []
     for body, *_ in batches:
         data = json.loads(body)
         runs = validate_items("run", RunItem, data["runs"], 0, [])
         events = validate_items("event", EventItem, data["events"], 0, [])
         prepared.append((runs, events))
-    ready.release()
-    start.wait()
-    cpu = time.process_time()
-    latencies = []
-    for runs, events in prepared:
-        started = time.perf_counter()
-        counts, rejected = ingest_batch(runs=runs, events=events)
-        latencies.append(time.perf_counter() - started)
-        assert not rejected, rejected
-    results.put((latencies, time.process_time() - cpu))
-    finish.wait()  # keep the database session (and its CPU figures) until they are read
+    timed(store, prepared, *signals)
 
 
-def bare_client(database_url, batches, ready, start, results, finish) -> None:
+def bare_client(database_url, batches, *signals) -> None:
     """One client process without the application: the write path's statements, rows encoded
     before the clock starts."""
     import psycopg
 
-    columns = list(EVENT_COLUMNS)
+    # The columns the batches carry, `seq` second (the server numbers steps).
+    sent = sorted({key for body, *_ in batches for key in json.loads(body)["events"][0]})
+    columns = ["id", "seq", *(c for c in sent if c != "id")]
     names = ", ".join(columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in ("id", "run_id", "seq"))
     with psycopg.connect(database_url) as conn:
@@ -93,13 +84,10 @@ def bare_client(database_url, batches, ready, start, results, finish) -> None:
         )
         prepared = []
         for body, run_id, *_ in batches:
-            data = json.loads(body)
-            rows = [[step.get(c, DEFAULTS.get(c)) for c in columns] for step in data["events"]]
-            for seq, row in enumerate(rows):
-                row[1] = seq  # numbered per batch below
-                for index in JSON_INDEXES:
-                    row[index] = json.dumps(row[index]) if row[index] is not None else None
-                row[columns.index("attributes")] = row[columns.index("attributes")] or "{}"
+            rows = []
+            for position, step in enumerate(json.loads(body)["events"]):
+                step["seq"] = position  # the place in the batch; the run's last seq is added
+                rows.append([_text(step.get(c, "" if c == "model" else None)) for c in columns])
             prepared.append((run_id, rows))
             conn.execute(
                 "INSERT INTO runs_run (id, agent, status, input, caps, user_ref, session_ref, "
@@ -110,26 +98,22 @@ def bare_client(database_url, batches, ready, start, results, finish) -> None:
                 [run_id],
             )
         conn.commit()
-        ready.release()
-        start.wait()
-        cpu = time.process_time()
-        latencies = []
-        for run_id, rows in prepared:
-            started = time.perf_counter()
+
+        def store(batch):
+            run_id, rows = batch
             with conn.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [run_id])
-                ids = "{" + ",".join(row[0] for row in rows) + "}"
                 cursor.execute(
                     "SELECT 0, id, NULL FROM runs_event WHERE id = ANY(%s::uuid[]) UNION ALL "
                     "SELECT 1, r, (SELECT MAX(seq) FROM runs_event WHERE run_id = r) "
                     "FROM unnest(%s::uuid[]) AS r",
-                    [ids, "{" + run_id + "}"],
+                    ["{" + ",".join(row[0] for row in rows) + "}", "{" + run_id + "}"],
                 )
                 last = max((seq for which, _, seq in cursor.fetchall() if which), default=None)
-                base = -1 if last is None else last
+                first = 0 if last is None else last + 1
                 with cursor.copy(f"COPY load ({names}) FROM STDIN") as copy:
                     for row in rows:
-                        copy.write_row([row[0], base + 1 + row[1], *row[2:]])
+                        copy.write_row([row[0], first + row[1], *row[2:]])
                 cursor.execute(
                     f"WITH loaded AS (DELETE FROM load RETURNING {names}) "
                     f"INSERT INTO runs_event ({names}) SELECT {names} FROM loaded "
@@ -141,39 +125,33 @@ def bare_client(database_url, batches, ready, start, results, finish) -> None:
                     [len(rows) // 4, len(rows) // 4, run_id],
                 )
             conn.commit()
-            latencies.append(time.perf_counter() - started)
-        results.put((latencies, time.process_time() - cpu))
-        finish.wait()
+
+        timed(store, prepared, *signals)
 
 
-# The step columns in the order the bare client sends them, and which of them are JSON.
-EVENT_COLUMNS = (
-    "id",
-    "seq",
-    "run_id",
-    "kind",
-    "name",
-    "status",
-    "started_at",
-    "ended_at",
-    "input",
-    "output",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "attributes",
-)
-DEFAULTS = {"model": "", "name": "", "status": "ok"}
-JSON_INDEXES = [EVENT_COLUMNS.index(c) for c in ("input", "output", "attributes")]
+def _text(value):
+    """A value as COPY takes it: JSON objects and lists as their text."""
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def timed(store, prepared: list, ready, start, results, finish) -> None:
+    """Say ready, wait for the start, store each prepared batch, report (latencies, CPU
+    seconds), then keep the database session (and its CPU figures) until they are read."""
+    ready.release()
+    start.wait()
+    cpu = time.process_time()
+    latencies = []
+    for batch in prepared:
+        started = time.perf_counter()
+        store(batch)
+        latencies.append(time.perf_counter() - started)
+    results.put((latencies, time.process_time() - cpu))
+    finish.wait()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--batches", type=int, default=250, help="batches per client")
-    parser.add_argument("--events", type=int, default=100, help="events per batch")
-    parser.add_argument("--event-bytes", type=int, default=1024)
-    parser.add_argument("--run-batches", type=int, default=10, help="batches per run")
+    add_load_arguments(parser)
     parser.add_argument(
         "--database-url", default="postgres://postgres@127.0.0.1:5432/agentops_bench_floor"
     )
@@ -185,19 +163,7 @@ def main() -> int:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="agentops-bench-floor-"))
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="agentops.settings",
-        DATABASE_URL=args.database_url,
-        AGENTOPS_DATA_DIR=str(data_dir),
-        DEBUG="0",
-        SECRET_KEY="bench-" + uuid.uuid4().hex,
-        ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="0",
-        SECURE_HSTS_SECONDS="0",
-        LOG_LEVEL="WARNING",
-        CELERY_BROKER_URL="filesystem://",
-    )
+    env = bench_env(args.database_url, data_dir, DJANGO_SETTINGS_MODULE="agentops.settings")
     os.environ.update(env)
     print(f"machine: {machine()}")
     mode = "bare psycopg clients" if args.bare else "clients calling ingest_batch"
