@@ -19,13 +19,13 @@ def throttle(request, who) -> None:
     # Per key, not per key name: two keys may share a name.
     ident = f"key{who.key.id}-{who.key.prefix}" if who.key is not None else who.name
     key = f"throttle:{ident}:{window}"
-    # add() is atomic: only the first request of a window creates the counter.
-    if cache.add(key, 1, timeout=5):
-        return
+    # Most requests find their window's counter: one incr. The first of a window creates it with
+    # add(), which is atomic: of two first requests at once, the second counts with incr.
     try:
         count = cache.incr(key)
-    except ValueError:  # expired between add and incr: this request starts the window
-        cache.add(key, 1, timeout=5)
-        return
+    except ValueError:
+        if cache.add(key, 1, timeout=5):
+            return
+        count = cache.incr(key)
     if count > rate:
         raise Throttled(wait=1)  # the window ends within a second: Retry-After: 1
