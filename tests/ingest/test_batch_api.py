@@ -134,6 +134,32 @@ def test_the_same_batch_sent_three_times_leaves_the_same_rows(client, ingest_key
     assert Run.objects.filter(id=run_id).count() == 1
 
 
+def test_each_step_is_priced_at_the_price_in_effect_when_it_started(client, ingest_key):
+    # Two changes within one day, and a retirement: each step gets the price of its own moment.
+    for start, per_input, retired in ((-3600, 1, None), (600, 2, None), (1200, 4, 1800)):
+        ModelPrice.objects.create(
+            model="remote-llm",
+            input_per_mtok=per_input,
+            output_per_mtok=0,
+            effective_from=T0 + timedelta(seconds=start),
+            retired_at=T0 + timedelta(seconds=retired) if retired else None,
+        )
+    run_id = uuid.uuid4()
+    moments = (300, 900, 1500, 2400)  # before the first change, after each, after the retirement
+    events = [
+        event_item(run_id, kind="model_call", model="remote-llm", started_at=at(t), seq=n,
+                   input_tokens=1_000_000)
+        for n, t in enumerate(moments)
+    ]  # fmt: skip
+
+    response = post_json(client, URL, {"runs": [run_item(run_id)], "events": events}, ingest_key)
+
+    assert response.status_code == 200
+    # At 2400 s the $4 price is retired: the $2 one, still unretired, is in effect again.
+    assert [s.cost_usd for s in steps_of(run_id)] == [1, 2, 4, 2]
+    assert Run.objects.get(id=run_id).cost_usd == 9
+
+
 def test_a_running_step_is_completed_by_resending_its_id_with_its_end(client, ingest_key):
     run_id, step_id = uuid.uuid4(), uuid.uuid4()
     ModelPrice.objects.create(
