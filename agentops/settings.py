@@ -297,6 +297,8 @@ AGENTOPS_AGENT_MODULES = [
 ]
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
+ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 
 # Every periodic task, each with an `expires` so a backlog (beat up, workers down) cannot pile up.
 CELERY_BEAT_SCHEDULE = {

@@ -177,6 +177,7 @@ class Budget:
         requested_max_tokens: int | None,
         price: Price | None,
         tools=None,
+        hidden_input_tokens: int = 0,
     ) -> int | None:
         """Admit one more model call and count it, returning the max_tokens to send (None: send
         none). Raises BudgetExceeded (max_model_calls, max_cost_usd or max_tokens) without
@@ -189,7 +190,9 @@ class Budget:
                 self.usage.model_calls,
                 f"model call {self.usage.model_calls + 1} refused: the limit is {limit} per run",
             )
-        max_tokens = self.plan_model_call(model, messages, requested_max_tokens, price, tools)
+        max_tokens = self.plan_model_call(
+            model, messages, requested_max_tokens, price, tools, hidden_input_tokens
+        )
         self.usage.model_calls += 1
         return max_tokens
 
@@ -200,11 +203,14 @@ class Budget:
         requested_max_tokens: int | None,
         price: Price | None,
         tools=None,
+        hidden_input_tokens: int = 0,
     ) -> int | None:
         """The max_tokens to send so that this call cannot take the run past max_cost_usd (when
         `price` is known) or max_tokens (when set), however many input tokens it really uses.
 
-        Input tokens are bounded by `input_token_bound`; the output allowance is what the rest of
+        Input tokens are bounded by `input_token_bound` plus `hidden_input_tokens`, what the
+        provider's API adds to every call unseen (a tool-use system prompt, see
+        `providers.base.Provider`); the output allowance is what the rest of
         the budget buys after that. A requested max_tokens is lowered to the allowance. With none
         requested, min(allowance, UNASKED_MAX_TOKENS) is sent: always a bound, so the cap holds
         whatever the model does, and never a number above common models' output limit (an agent
@@ -214,7 +220,7 @@ class Budget:
         fits = None
         bound = None
         if price is not None or self.caps.max_tokens is not None:
-            bound = input_token_bound(messages, tools)
+            bound = input_token_bound(messages, tools) + hidden_input_tokens
         if price is not None:
             left = self.caps.max_cost_usd - self.usage.cost_usd
             fits = _output_tokens_affordable(left, bound, price)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .budget import Budget, BudgetExceeded, Remaining, cost_of
 from .providers import Provider, ProviderError, RecordingDiverged
-from .providers.base import ModelResponse
+from .providers.base import ModelResponse, hidden_input_tokens
 from .threads import Call, call_async, call_in_thread
 from .tools import Tool, UnknownToolError, get_tool, tool_error, tool_timeout, unknown_tool
 
@@ -88,8 +88,17 @@ class Context:
         tool_specs = self._tool_specs(tools)
         params = _json_value(params, "params")
         price = self._infra(self._price_for, model)
+        provider, setup_error = self._provider, None
+        if provider is None:
+            try:
+                provider = self._provider = self._provider_factory(self._spec)
+            except Exception as exc:
+                setup_error = exc
+        hidden = hidden_input_tokens(provider, tool_specs) if provider is not None else 0
         try:
-            send_max = self._budget.check_model_call(model, messages, max_tokens, price, tool_specs)
+            send_max = self._budget.check_model_call(
+                model, messages, max_tokens, price, tool_specs, hidden
+            )
         except BudgetExceeded as exc:
             self._refused("model_call", model, {"messages": messages}, exc, model=model)
         request = {"messages": messages, "tools": tool_specs, "max_tokens": send_max}
@@ -100,11 +109,9 @@ class Context:
             "step_started", "model_call", model, input=request, model=model, attributes=attributes
         )
         self._usage_changed()
-        try:
-            provider = self._provider or self._provider_factory(self._spec)
-            self._provider = provider
-        except Exception as exc:
-            error = {"code": "provider_error", "message": f"could not set up the provider: {exc}"}
+        if setup_error is not None:
+            message = f"could not set up the provider: {setup_error}"
+            error = {"code": "provider_error", "message": message}
             self._rec("step_ended", ref, "error", error=error)
             self._halt(FAILED, error)
         deadline = time.monotonic() + self._budget.deadline_remaining()

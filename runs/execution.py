@@ -134,6 +134,9 @@ def provider_factory(spec: AgentSpec):
     if spec.provider == "openai":
         config.setdefault("base_url", settings.OPENAI_BASE_URL)
         config.setdefault("api_key", settings.OPENAI_API_KEY)
+    elif spec.provider == "anthropic":
+        config.setdefault("base_url", settings.ANTHROPIC_BASE_URL)
+        config.setdefault("api_key", settings.ANTHROPIC_API_KEY)
     return get_provider(spec.provider, **config)
 
 

@@ -3,6 +3,7 @@ run; see each provider's constructor for the configuration it takes."""
 
 from collections.abc import Callable
 
+from .anthropic import AnthropicProvider
 from .base import ModelResponse, Provider, ProviderError, assistant_message, tool_message
 from .openai import OpenAIProvider
 from .recorded import RecordedProvider, RecordingDiverged, ReplayProvider
@@ -11,6 +12,7 @@ from .scripted import ScriptedProvider
 _FACTORIES: dict[str, Callable[..., Provider]] = {
     "scripted": ScriptedProvider,
     "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
     "recorded": RecordedProvider,
 }
 
@@ -39,6 +41,7 @@ def provider_names() -> list[str]:
 
 
 __all__ = [
+    "AnthropicProvider",
     "ModelResponse",
     "OpenAIProvider",
     "Provider",

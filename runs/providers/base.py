@@ -76,6 +76,10 @@ class Provider(Protocol):
     `deadline` is a `time.monotonic()` value the call must not outlive (None: no deadline): a
     provider gives up rather than wait or sleep past it. `max_tokens` (when not None) is a hard
     limit on output tokens that the provider must pass on or honour itself.
+
+    A provider whose API bills input tokens it is not sent (Anthropic's tool-use system prompt)
+    also has `hidden_input_tokens(tools) -> int`, an upper bound on them: the budget adds it to
+    its bound on a call's input, so the spend cap holds (see `hidden_input_tokens` below).
     """
 
     def complete(
@@ -90,6 +94,13 @@ class Provider(Protocol):
     ) -> ModelResponse: ...
 
 
+def hidden_input_tokens(provider, tools) -> int:
+    """What `provider` says its API adds to a call's input tokens unseen; 0 when it says
+    nothing."""
+    declared = getattr(provider, "hidden_input_tokens", None)
+    return declared(tools) if declared is not None else 0
+
+
 def assistant_message(response: ModelResponse) -> dict:
     """The message that puts a model's answer into the conversation."""
     message = {"role": "assistant", "content": response.content}
@@ -102,3 +113,11 @@ def tool_message(call_id: str, name: str, result) -> dict:
     """The message that hands a tool's result (any JSON value) back to the model."""
     content = result if isinstance(result, str) else json.dumps(result, default=str)
     return {"role": "tool", "tool_call_id": call_id, "name": name, "content": content}
+
+
+def estimated_tokens(messages: list[dict], content: str, calls: list[dict]) -> tuple[int, int]:
+    """(input, output) tokens for an answer whose server reported no usage: two bytes of JSON a
+    token, an over-estimate, so untracked tokens cannot slip past the caps."""
+    input_tokens = len(json.dumps(messages, default=str).encode("utf-8")) // 2 + 1
+    output_tokens = (len(content) + len(json.dumps(calls))) // 2 + 1
+    return input_tokens, output_tokens

@@ -4,19 +4,14 @@ OPENAI_BASE_URL / OPENAI_API_KEY); nothing here reads the environment."""
 
 from __future__ import annotations
 
-import email.utils
-import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from .base import ModelResponse, ProviderError
+from .base import ModelResponse, ProviderError, estimated_tokens
+from .http import JsonEndpoint, snippet
 
-RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Params that the request body owns; an agent's **params cannot replace them.
 RESERVED = frozenset({"model", "messages", "tools", "max_tokens", "max_completion_tokens"})
 
@@ -52,15 +47,23 @@ class OpenAIProvider:
             raise ValueError("the openai provider needs a base_url (OPENAI_BASE_URL)")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.api_key = api_key
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.max_retry_after_s = max_retry_after_s
         self.max_tokens_field = max_tokens_field
-        self.extra_headers = dict(extra_headers or {})
-        self._sleep = sleep
-        self._clock = clock
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        headers.update(extra_headers or {})
+        self.endpoint = JsonEndpoint(
+            self.url,
+            headers,
+            secret=api_key,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            max_retry_after_s=max_retry_after_s,
+            sleep=sleep,
+            clock=clock,
+        )
 
     def complete(
         self,
@@ -79,61 +82,8 @@ class OpenAIProvider:
             body["tools"] = [wire_tool(t) for t in tools]
         if max_tokens is not None:
             body[self.max_tokens_field] = max_tokens
-        data = json.dumps(body, default=str).encode("utf-8")
-
-        failure = ""
-        for attempt in range(self.max_retries + 1):
-            timeout = self.timeout_s
-            if deadline is not None:
-                timeout = min(timeout, deadline - self._clock())
-                if timeout <= 0:
-                    raise ProviderError(
-                        "provider_error", _join(failure, "the run's deadline passed"), True
-                    )
-            retry_after = None
-            try:
-                status, headers, payload = self._post(data, timeout)
-            except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
-                failure = f"could not reach {self.url}: {_reason(exc)}"
-            else:
-                if 200 <= status < 300:
-                    return parse_response(payload, model=model, messages=messages)
-                failure = f"HTTP {status} from {self.url}: {_error_message(payload)}"
-                if status not in RETRY_STATUSES:
-                    raise ProviderError("provider_error", failure, False)
-                retry_after = _retry_after(headers.get("Retry-After"))
-            if attempt == self.max_retries:
-                break
-            delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-            if retry_after is not None:
-                if retry_after > self.max_retry_after_s:
-                    raise ProviderError(
-                        "provider_error", f"{failure}; asked to retry after {retry_after:g} s", True
-                    )
-                delay = retry_after
-            if deadline is not None and self._clock() + delay >= deadline:
-                raise ProviderError(
-                    "provider_error",
-                    f"{failure}; a retry in {delay:g} s would pass the run's deadline",
-                    True,
-                )
-            self._sleep(delay)
-        raise ProviderError(
-            "provider_error", f"{failure} (gave up after {self.max_retries + 1} attempts)", True
-        )
-
-    def _post(self, data: bytes, timeout: float) -> tuple[int, dict, bytes]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        headers.update(self.extra_headers)
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                return response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, dict(exc.headers or {}), exc.read()
+        payload = self.endpoint.post(body, deadline=deadline)
+        return parse_response(payload, model=model, messages=messages)
 
 
 def wire_message(message: dict) -> dict:
@@ -189,7 +139,7 @@ def parse_response(payload: bytes, *, model: str, messages: list[dict]) -> Model
         message = choice.get("message") or {}
     except (ValueError, KeyError, IndexError, TypeError):
         raise ProviderError(
-            "provider_error", f"not a chat-completions answer: {_snippet(payload)}", False
+            "provider_error", f"not a chat-completions answer: {snippet(payload)}", False
         ) from None
     calls = []
     for i, call in enumerate(message.get("tool_calls") or []):
@@ -216,8 +166,7 @@ def parse_response(payload: bytes, *, model: str, messages: list[dict]) -> Model
     if usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
         # Over-estimate rather than let untracked tokens slip past the caps.
         raw = {**data, "usage_estimated": True}
-        input_tokens = len(json.dumps(messages, default=str).encode("utf-8")) // 2 + 1
-        output_tokens = (len(content) + len(json.dumps(calls))) // 2 + 1
+        input_tokens, output_tokens = estimated_tokens(messages, content, calls)
     else:
         input_tokens, output_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
     return ModelResponse(
@@ -240,45 +189,3 @@ def _reported_cost(value) -> Decimal | None:
     except InvalidOperation:
         return None
     return cost if cost.is_finite() and cost >= 0 else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _error_message(payload: bytes) -> str:
-    try:
-        error = json.loads(payload).get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
-        if isinstance(error, str):
-            return error[:300]
-    except (ValueError, AttributeError):
-        pass
-    return _snippet(payload)
-
-
-def _snippet(payload: bytes, limit: int = 200) -> str:
-    text = payload.decode("utf-8", "replace").strip()
-    return (text[:limit] + "…") if len(text) > limit else (text or "(empty body)")
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    return f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
-
-
-def _join(failure: str, what: str) -> str:
-    return f"{failure}; {what}" if failure else what

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from .base import ModelResponse, ProviderError
+from .base import ModelResponse, ProviderError, hidden_input_tokens
 
 
 class RecordingDiverged(ProviderError):
@@ -141,7 +141,23 @@ class ReplayProvider:
         self.recorded = recorded
         self.live_factory = live_factory
         self.on_divergence = on_divergence
-        self.live = None
+        self.live = None  # the live provider, once the run has left the recording
+        self._built = None
+
+    def hidden_input_tokens(self, tools) -> int:
+        """The live provider's, when a call may reach it (a served answer costs nothing)."""
+        if self.live is None and self.on_divergence == "stop":
+            return 0
+        try:
+            live = self._live_provider()
+        except Exception:
+            return 0  # it fails again, and is reported, when a call needs it
+        return hidden_input_tokens(live, tools)
+
+    def _live_provider(self):
+        if self._built is None:
+            self._built = self.live_factory()
+        return self._built
 
     def complete(self, **kwargs) -> ModelResponse:
         if self.live is not None:
@@ -151,7 +167,7 @@ class ReplayProvider:
         except RecordingDiverged as diverged:
             if self.on_divergence == "stop":
                 raise
-            self.live = self.live_factory()
+            self.live = self._live_provider()
             response = self.live.complete(**kwargs)
             response.raw = {
                 **response.raw,

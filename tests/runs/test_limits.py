@@ -265,6 +265,19 @@ def test_plan_always_bounds_an_unasked_call_when_a_price_is_known():
     assert cost_of(input_token_bound([]), clamp, MINI) <= Decimal("0.001")
 
 
+def test_hidden_input_tokens_are_reserved_at_the_boundary():
+    # A provider billing input it is not sent (a tool-use system prompt) shrinks the allowance by
+    # exactly that many input tokens, and can make a call unaffordable.
+    budget = Budget(Caps(max_tokens=1000))
+    visible = input_token_bound([])
+    assert budget.plan_model_call("m", [], None, None) == 1000 - visible
+    assert budget.plan_model_call("m", [], None, None, None, 600) == 1000 - visible - 600
+    assert budget.plan_model_call("m", [], None, None, None, 999 - visible) == 1
+    with pytest.raises(BudgetExceeded) as info:
+        budget.plan_model_call("m", [], None, None, None, 1000 - visible)
+    assert info.value.cap == "max_tokens"
+
+
 def test_plan_clamps_output_to_what_the_money_left_buys_exactly():
     budget = Budget(Caps(max_cost_usd=Decimal("0.50")))
     budget.usage.cost_usd = Decimal("0.45")

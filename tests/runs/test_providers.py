@@ -1,10 +1,8 @@
 """Model providers: scripted, recorded, and openai against a local chat-completions server."""
 
 import json
-import threading
 import time
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -14,11 +12,13 @@ from runs.providers import (
     ProviderError,
     RecordedProvider,
     RecordingDiverged,
+    ReplayProvider,
     ScriptedProvider,
     UnknownProvider,
     get_provider,
 )
-from runs.providers.base import assistant_message, tool_message
+from runs.providers.base import assistant_message, hidden_input_tokens, tool_message
+from tests.fake_http import FakeJsonServer
 
 USER = [{"role": "user", "content": "Where is order A-1001?"}]
 
@@ -141,6 +141,35 @@ def test_recorded_serves_in_order():
     assert info.value.to_error()["divergence"]["index"] == 2
 
 
+class Hiding:
+    """A live provider that bills 600 input tokens it is not sent when tools are given."""
+
+    def hidden_input_tokens(self, tools):
+        return 600 if tools else 0
+
+    def complete(self, **kwargs):
+        return ModelResponse(content="live")
+
+
+def test_a_replay_reserves_the_live_providers_hidden_input_only_when_it_may_go_live():
+    recording, _ = _recording()
+    tools = [{"name": "t"}]
+    stopping = ReplayProvider(RecordedProvider(recording), Hiding, on_divergence="stop")
+    assert hidden_input_tokens(stopping, tools) == 0  # never live: a served answer is free
+    going_on = ReplayProvider(RecordedProvider(recording), Hiding, on_divergence="continue")
+    assert hidden_input_tokens(going_on, tools) == 600
+    assert hidden_input_tokens(going_on, None) == 0
+    # Asking built the live provider, but the replay still serves the recording.
+    assert going_on.complete(model="m", messages=USER).raw["recorded_index"] == 0
+
+    def broken():
+        raise ValueError("no base_url")
+
+    failing = ReplayProvider(RecordedProvider(recording), broken, on_divergence="continue")
+    assert hidden_input_tokens(failing, tools) == 0  # reported when a call needs it
+    assert hidden_input_tokens(object(), tools) == 0  # a provider that says nothing
+
+
 def test_recorded_detects_different_messages():
     recording, second_messages = _recording()
     provider = RecordedProvider(recording)
@@ -181,47 +210,6 @@ def test_recorded_answer_longer_than_max_tokens_is_a_divergence():
 # OpenAI-compatible, against a local server speaking the chat-completions wire format.
 
 
-class FakeOpenAI:
-    """Answers POST /v1/chat/completions from a queue of (status, headers, body) replies."""
-
-    def __init__(self):
-        self.replies = []
-        self.requests = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                fake.requests.append(
-                    {
-                        "path": self.path,
-                        "headers": dict(self.headers),
-                        "body": json.loads(self.rfile.read(length)),
-                    }
-                )
-                status, headers, body = fake.replies.pop(0) if fake.replies else (500, {}, {})
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def completion(content=None, tool_calls=None, usage=(12, 5), finish="stop"):
     message = {"role": "assistant", "content": content}
     if tool_calls:
@@ -244,7 +232,7 @@ def completion(content=None, tool_calls=None, usage=(12, 5), finish="stop"):
 
 @pytest.fixture
 def server():
-    fake = FakeOpenAI()
+    fake = FakeJsonServer("/v1")
     yield fake
     fake.close()
 
@@ -374,7 +362,7 @@ def test_openai_never_sleeps_past_the_deadline(server):
 
 
 def test_openai_connection_failures_are_retried_then_reported():
-    fake = FakeOpenAI()
+    fake = FakeJsonServer("/v1")
     base_url = fake.base_url
     fake.close()  # nothing listens there now
     sleeps = Sleeps()
