@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,16 +66,27 @@ def price_in_effect(model: str, *, at: datetime | None = None):
 
 def prices_of(models) -> dict[str, list[tuple]]:
     """Every price row of `models` (one query), per model, oldest first, as
-    (effective_from, retired_at, (input, output)) for `price_at`."""
+    (effective_from, retired_at, (input, output)) for `price_at`. A dated model id with no
+    prices of its own (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`) takes those of its
+    undated name."""
+    undated = {model: _DATE_SUFFIX.sub("", model) for model in set(models)}
     rows = (
-        ModelPrice.objects.filter(model__in=set(models))
+        ModelPrice.objects.filter(model__in={*undated, *undated.values()})
         .order_by("effective_from")
         .values_list("model", "effective_from", "retired_at", "input_per_mtok", "output_per_mtok")
     )
     found: dict[str, list[tuple]] = {}
     for model, start, retired, per_input, per_output in rows:
         found.setdefault(model, []).append((start, retired, (per_input, per_output)))
-    return found
+    return {
+        model: found.get(model) or found[name]
+        for model, name in undated.items()
+        if model in found or name in found
+    }
+
+
+# A snapshot date at the end of a model id: -YYYYMMDD or -YYYY-MM-DD.
+_DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
 
 
 def price_at(entries: list[tuple], at: datetime):

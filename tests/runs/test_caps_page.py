@@ -288,6 +288,20 @@ def test_add_a_price_from_a_date_and_past_costs_stay(client, make_user):
     assert "$1.2500" in row[:600] and "Earlier prices (1)" in row
 
 
+def test_a_dated_model_id_takes_its_undated_names_price_unless_it_has_its_own():
+    # Providers answer with (and agents may ask for) snapshot ids; the seeded prices are undated.
+    gpt_4o = selectors.price_for("gpt-4o")
+    assert gpt_4o is not None
+    assert selectors.price_for("gpt-4o-2024-08-06") == gpt_4o
+    assert selectors.price_for("claude-sonnet-4-5-20250929") == selectors.price_for(
+        "claude-sonnet-4-5"
+    )
+    ModelPrice.objects.create(model="gpt-4o-2024-08-06", input_per_mtok=1, output_per_mtok=2)
+    assert selectors.price_for("gpt-4o-2024-08-06") == (1, 2)
+    assert selectors.price_for("gpt-4o-mini-2024") is None  # not a date: no fallback
+    assert selectors.price_for("unknown-20250101") is None
+
+
 def test_a_price_scheduled_later_starts_then_and_can_be_cancelled(client, make_user):
     login(client, make_user)
     later = timezone.now() + timedelta(days=2)
