@@ -1,7 +1,6 @@
 from django.urls import path
 
-from . import views_caps
-from .views import agents, overview, replay, run_page, runs_list
+from .views import agents, caps, overview, prices, replay, run_page, runs_list
 
 app_name = "runs"
 
@@ -18,10 +17,10 @@ urlpatterns = [
     path("runs/<str:run_a>/compare/<str:run_b>/", replay.runs_compare, name="compare"),
     path("agents/", agents.agent_list, name="agents"),
     path("agents/start/", agents.run_start, name="start"),
-    path("caps/", views_caps.caps_page, name="caps"),
-    path("caps/backtest/", views_caps.caps_backtest_view, name="caps_backtest"),
-    path("caps/remove/", views_caps.caps_remove, name="caps_remove"),
-    path("prices/", views_caps.prices_page, name="prices"),
-    path("prices/retire/", views_caps.price_retire, name="price_retire"),
-    path("prices/<int:price_id>/cancel/", views_caps.price_cancel, name="price_cancel"),
+    path("caps/", caps.caps_page, name="caps"),
+    path("caps/backtest/", caps.caps_backtest_view, name="caps_backtest"),
+    path("caps/remove/", caps.caps_remove, name="caps_remove"),
+    path("prices/", prices.prices_page, name="prices"),
+    path("prices/retire/", prices.price_retire, name="price_retire"),
+    path("prices/<int:price_id>/cancel/", prices.price_cancel, name="price_cancel"),
 ]

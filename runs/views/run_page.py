@@ -31,11 +31,19 @@ def get_run(ref: str) -> Run:
         raise Http404(exc.message) from None
 
 
-def _int(value, default=None):
+def int_param(value, default=None):
     try:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def step_url(run_id, seq: int) -> str:
+    """The run page scrolled to step `seq` (on the page of steps that holds it)."""
+    url = reverse("runs:run", args=[run_id])
+    if seq >= timeline.STEPS_PER_PAGE:
+        url += f"?after={seq - 1}"
+    return f"{url}#step-{seq}"
 
 
 def budget_rows(run: Run) -> list[dict]:
@@ -63,7 +71,7 @@ def run_detail(request, run_id):
     run = get_run(run_id)
     if request.htmx and request.GET.get("part") == "live":
         return _live_update(request, run)
-    after = max(_int(request.GET.get("after"), -1), -1)
+    after = max(int_param(request.GET.get("after"), -1), -1)
     rows, next_after = timeline.steps_page(run=run, after_seq=after)
     replay_of = None
     if run.replay_of_id:
@@ -94,9 +102,9 @@ def _live_update(request, run: Run):
     the page still shows as running (`open`) are replaced, steps after the page's last one
     (`last`, sent only when the page holds the whole timeline) are appended. Once the run is
     finished the answer tells htmx to stop polling."""
-    open_seqs = [_int(s) for s in request.GET.get("open", "").split(",")]
+    open_seqs = [int_param(s) for s in request.GET.get("open", "").split(",")]
     open_seqs = [n for n in open_seqs if n is not None]
-    last = _int(request.GET.get("last"))
+    last = int_param(request.GET.get("last"))
     changed, appended, next_after = timeline.live_steps(run=run, open_seqs=open_seqs, last=last)
     context = {
         **_live_context(request, run),
@@ -116,7 +124,7 @@ def run_steps(request, run_id):
     """The next page of steps after `after` (htmx, when the end of the timeline is scrolled
     into view); without htmx, the run page starting there."""
     run = get_run(run_id)
-    after = max(_int(request.GET.get("after"), -1), -1)
+    after = max(int_param(request.GET.get("after"), -1), -1)
     if not is_partial(request):
         return redirect(f"{reverse('runs:run', args=[run.id])}?after={after}#timeline")
     rows, next_after = timeline.steps_page(run=run, after_seq=after)

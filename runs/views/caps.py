@@ -1,5 +1,5 @@
-"""/caps/ and /prices/ (admin): the cap policy per scope with its audit trail and a backtest of
-proposed values before they are saved; model prices with their effective dates."""
+"""/caps/ (admin): the cap policy per scope with its audit trail, and a backtest of proposed values
+against recent runs before they are saved."""
 
 from urllib.parse import urlencode
 
@@ -9,17 +9,17 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import caps, prices, selectors
-from .agents import all_agents, get_agent
-from .backtest import CAPS_CHECKED, histogram
-from .caps import SCALAR_FIELDS
-from .caps_backtest import caps_backtest
-from .errors import AppError
-from .forms_caps import LABELS, CapPolicyForm, PriceForm
-from .models import GLOBAL_SCOPE
-from .roles import ADMIN, role_required
-from .timeline import STEPS_PER_PAGE
-from .tools import all_tools
+from .. import caps, selectors
+from ..agents import all_agents, get_agent
+from ..backtest import CAPS_CHECKED, histogram
+from ..caps import SCALAR_FIELDS
+from ..caps_backtest import caps_backtest
+from ..errors import AppError
+from ..forms_caps import LABELS, CapPolicyForm
+from ..models import GLOBAL_SCOPE
+from ..roles import ADMIN, role_required
+from ..tools import all_tools
+from .run_page import int_param, step_url
 
 AUDIT_SHOWN = 30
 
@@ -166,7 +166,7 @@ def caps_remove(request):
         caps.cap_policy_remove(
             scope=scope,
             changed_by=request.user,
-            expected_change_id=_int(request.POST.get("version")),
+            expected_change_id=int_param(request.POST.get("version")),
         )
     except AppError as exc:
         messages.error(request, exc.message)
@@ -175,13 +175,6 @@ def caps_remove(request):
             request, f"Removed the {scope} override: its new runs get the global policy."
         )
     return redirect(_caps_url(scope))
-
-
-def _int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 @require_POST
@@ -212,14 +205,6 @@ def caps_backtest_view(request):
     return _render(
         request, scope, form, result=result, status=200 if result else 422, backtest_tried=True
     )
-
-
-def step_url(run_id: str, seq: int) -> str:
-    """The run page scrolled to step `seq` (on the page of steps that holds it)."""
-    url = reverse("runs:run", args=[run_id])
-    if seq >= STEPS_PER_PAGE:
-        url += f"?after={seq - 1}"
-    return f"{url}#step-{seq}"
 
 
 def _backtest_context(result) -> dict:
@@ -263,64 +248,3 @@ def _backtest_context(result) -> dict:
         {"check": c, "url": step_url(c.run_id, c.cut_at_seq)} for c in result.proposed.examples
     ]
     return {"result": result, "charts": charts, "examples": examples, "cap_rows": cap_rows}
-
-
-# Prices.
-
-
-def _prices_render(request, form: PriceForm, status: int = 200):
-    context = {"form": form, "models": prices.prices_by_model()}
-    return render(request, "runs/prices.html", context, status=status)
-
-
-@role_required(ADMIN)
-def prices_page(request):
-    """GET: every model's prices. POST: add a price in effect from a date."""
-    if request.method != "POST":
-        return _prices_render(request, PriceForm(initial={"model": request.GET.get("model", "")}))
-    form = PriceForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            price = prices.price_add(
-                model=data["model"],
-                input_per_mtok=data["input_per_mtok"],
-                output_per_mtok=data["output_per_mtok"],
-                effective_from=data["effective_from"],
-            )
-        except prices.PriceInvalid as exc:
-            for field, message in exc.errors.items():
-                form.add_error(field if field in form.fields else None, message)
-        else:
-            messages.success(
-                request,
-                f"Added a price for {price.model} from {price.effective_from:%Y-%m-%d %H:%M} "
-                "UTC. Calls made from then on are charged at it; past costs do not change.",
-            )
-            return redirect("runs:prices")
-    return _prices_render(request, form, status=422)
-
-
-@require_POST
-@role_required(ADMIN)
-def price_retire(request):
-    model = request.POST.get("model", "")
-    try:
-        prices.price_retire(model=model)
-    except AppError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Retired {model}: its calls from now on have no known price.")
-    return redirect("runs:prices")
-
-
-@require_POST
-@role_required(ADMIN)
-def price_cancel(request, price_id: int):
-    try:
-        prices.price_cancel(price_id=price_id)
-    except AppError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "Cancelled the scheduled price.")
-    return redirect("runs:prices")
