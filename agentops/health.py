@@ -1,4 +1,4 @@
-"""Reachability of the database and the broker, for /api/v1/health and `up`."""
+"""Reachability of the database and the broker, for /api/v1/health."""
 
 import os
 from pathlib import Path

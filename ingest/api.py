@@ -19,6 +19,7 @@ from agentops import health
 from runs.errors import AppError
 
 from .batch_api import router as batch_router
+from .batch_body import not_json
 from .otlp_api import router as otlp_router
 from .replay_api import router as replay_router
 from .runs_api import router as runs_router
@@ -26,16 +27,12 @@ from .runs_api import router as runs_router
 log = logging.getLogger(__name__)
 
 
-def _not_json(constant: str):
-    raise ValueError(f"{constant} is not JSON")
-
-
 class StrictJsonParser(Parser):
     """Request bodies as RFC 8259 JSON: Python's parser also takes NaN and Infinity, which
     PostgreSQL's jsonb refuses and no other client could read back (answered 400)."""
 
     def parse_body(self, request):
-        return json.loads(request.body, parse_constant=_not_json)
+        return json.loads(request.body, parse_constant=not_json)
 
 
 _ERROR_DESCRIPTIONS = {

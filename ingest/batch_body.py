@@ -29,11 +29,11 @@ class BadBody(AppError):
     code = "bad_request"
 
 
-def _not_json(constant: str):
+def not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_not_json)
+_DECODER = json.JSONDecoder(parse_constant=not_json)
 
 
 def read_batch(body: bytes) -> dict[str, list[tuple[object, int]]]:

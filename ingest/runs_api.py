@@ -120,6 +120,8 @@ def run_list(request, query: Query[RunListQuery]):
 
 
 SUMMARY_FIELDS = tuple(name for name in RunSummaryOut.model_fields if name != "url")
+# The run's own columns; `replay_of` is given as the id (reading the relation would fetch the run).
+DETAIL_FIELDS = tuple(f for f in RunOut.model_fields if f not in {"replay_of", "usage", "url"})
 
 
 def _summary_fields(run) -> dict:
@@ -132,7 +134,7 @@ def run_detail(request, ref: str):
     require_scope(request, "runs:read")
     run = selectors.run_get(ref=ref)
     return {
-        **{f: getattr(run, f) for f in RunOut.model_fields if hasattr(run, f)},
+        **{name: getattr(run, name) for name in DETAIL_FIELDS},
         "replay_of": run.replay_of_id,
         "usage": selectors.run_usage_against_caps(run),
         "url": _run_url(run),

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from . import services
 from .event_rows import json_safe, text_safe
-from .ingestion_steps import MAX_COST, Usage, store_steps
+from .ingestion_steps import MAX_COST, UsageDelta, store_steps
 from .models import TERMINAL_STATUSES, Run, RunSource, RunStatus
 
 RUN_FIELDS = (
@@ -160,7 +160,7 @@ def _reject(index: int, item: dict, reason: str) -> dict:
     return {"type": "run", "index": index, "id": str(item.get("id", "")), "reason": reason}
 
 
-def _save_run(run: Run, usage: Usage | None, changed: set) -> None:
+def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
     fields = {"started_at", "wall_ms"}
     if usage is not None:
         # Under the run's lock: what is stored plus what this batch changed is the sum.

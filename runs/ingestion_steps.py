@@ -10,18 +10,18 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
-from . import selectors, services
+from . import event_rows, selectors, services
 from .limits import cost_of
 from .models import Event
 
 # The largest value the cost columns hold (14 digits, 6 after the point).
 MAX_COST = Decimal("99999999.999999")
 # Every column of a step, as `values()` names them.
-EVENT_FIELDS = ("id", "run_id", "seq", "parent_id", *services.EVENT_UPDATE_FIELDS[1:])
+EVENT_FIELDS = tuple(event_rows.COLUMNS)
 
 
 @dataclass
-class Usage:
+class UsageDelta:
     """What a batch adds to (or, for a re-sent step, takes from) one run's counters."""
 
     tool_calls: int = 0
@@ -46,7 +46,7 @@ class Usage:
 
 def store_steps(items: list[dict], known_runs: set, rejected: list) -> tuple[int, dict]:
     """Write the steps of known external runs; reject the others. Returns (accepted count,
-    {run_id: Usage})."""
+    {run_id: UsageDelta})."""
     merged, indexes = _merge_by_id(items, known_runs, rejected)
     accepted = sum(len(positions) for positions in indexes.values())
     if not merged:
@@ -79,11 +79,11 @@ def store_steps(items: list[dict], known_runs: set, rejected: list) -> tuple[int
         if "cost_usd" not in item and ("input_tokens" in item or "output_tokens" in item):
             row["cost_usd"] = None  # priced again from the new token counts
         rows.append(row)
-        usage.setdefault(row["run_id"], Usage()).add(old, -1)
+        usage.setdefault(row["run_id"], UsageDelta()).add(old, -1)
     rows.extend(_numbered(fresh_by_run, last_seq))
     _price_missing_costs(rows)
     for row in rows:
-        usage.setdefault(row["run_id"], Usage()).add(row)
+        usage.setdefault(row["run_id"], UsageDelta()).add(row)
     services.events_record(events=rows)
     return accepted, usage
 

@@ -39,7 +39,6 @@ class MemoryRecorder:
     def __init__(self, *, cancel_when: Callable[[MemoryRecorder], bool] | None = None):
         self.steps: list[Step] = []
         self.usage_updates: list[Usage] = []
-        self.cancel_checks = 0
         self._cancel = threading.Event()
         self._cancel_when = cancel_when
 
@@ -87,7 +86,6 @@ class MemoryRecorder:
         self.usage_updates.append(usage)
 
     def cancel_requested(self) -> bool:
-        self.cancel_checks += 1
         if self._cancel_when is not None and not self._cancel.is_set() and self._cancel_when(self):
             self._cancel.set()
         return self._cancel.is_set()

@@ -18,26 +18,11 @@ from typing import Any, Protocol
 
 from .agents import AgentSpec
 from .budget import Budget, Price, Usage
-from .context import (
-    BUDGET_EXCEEDED,
-    CANCELLED,
-    FAILED,
-    POLL_S,
-    SUCCEEDED,
-    Context,
-    RecorderFailed,
-    Stop,
-)
+from .context import BUDGET_EXCEEDED, FAILED, SUCCEEDED, Context, RecorderFailed, Stop
 from .limits import Caps
 from .providers import Provider, get_provider
 
 __all__ = [
-    "BUDGET_EXCEEDED",
-    "CANCELLED",
-    "FAILED",
-    "POLL_S",
-    "SUCCEEDED",
-    "Context",
     "Outcome",
     "Recorder",
     "default_provider_factory",

@@ -5,11 +5,11 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import BooleanField, Count, Exists, OuterRef, Q, Sum
+from django.db.models import BooleanField, Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -28,17 +28,6 @@ POLICY_FIELDS = (
     "max_tokens",
 )
 MAX_PAGE = 200
-
-
-def runs_status_counts(*, since_hours: int = 24) -> dict:
-    """Runs created in the last `since_hours`, counted by status, and their total spend."""
-    since = timezone.now() - timedelta(hours=since_hours)
-    recent = Run.objects.filter(created_at__gte=since)
-    by_status = dict(
-        recent.values_list("status").annotate(n=Count("id")).values_list("status", "n")
-    )
-    spend = recent.aggregate(total=Sum("cost_usd"))["total"] or 0
-    return {"by_status": by_status, "total": sum(by_status.values()), "spend_usd": spend}
 
 
 def _policy_dict(policy: CapPolicy | None) -> dict | None:

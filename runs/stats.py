@@ -11,10 +11,9 @@ from django.utils import timezone
 
 from .limits import CapError, resolve_caps
 from .models import GLOBAL_SCOPE, CapPolicy, Event, Run, RunStatus
-from .selectors import POLICY_FIELDS
+from .selectors import FAILED_STEP_STATUSES, POLICY_FIELDS
 
 FAILURE_STATUSES = (RunStatus.FAILED, RunStatus.LOST)
-FAILED_STEP_STATUSES = ("error", "timeout")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from ..providers.base import assistant_message, tool_message
-from . import AgentSpec, register_agent
+from . import AgentSpec, agent, get_agent
 
 
 class AgentGaveUp(RuntimeError):
@@ -89,18 +89,16 @@ def register_tool_agent(
     )
     # Each generic agent gets its own identity, so two of them cannot silently share a name.
     fn.__qualname__ = f"tool_agent[{name}]"
-    return register_agent(
-        AgentSpec(
-            name=name,
-            fn=fn,
-            description=description,
-            provider=provider,
-            model=model,
-            safe_to_retry=safe_to_retry,
-            tools=tuple(tools),
-            provider_config=dict(provider_config or {}),
-        )
-    )
+    agent(
+        name,
+        description=description,
+        provider=provider,
+        model=model,
+        safe_to_retry=safe_to_retry,
+        tools=tools,
+        provider_config=provider_config,
+    )(fn)
+    return get_agent(name)
 
 
 def _question(input) -> str:

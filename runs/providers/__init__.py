@@ -36,10 +36,6 @@ def get_provider(name: str, **config) -> Provider:
     return factory(**config)
 
 
-def provider_names() -> list[str]:
-    return sorted(_FACTORIES)
-
-
 __all__ = [
     "AnthropicProvider",
     "ModelResponse",
@@ -53,7 +49,6 @@ __all__ = [
     "UnknownProvider",
     "assistant_message",
     "get_provider",
-    "provider_names",
     "register_provider",
     "tool_message",
 ]
