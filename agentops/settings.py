@@ -307,6 +307,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": AGENTOPS_REAP_EVERY_SECONDS,
         "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
     },
+    "redispatch-queued-runs": {
+        "task": "runs.dispatch",
+        "schedule": AGENTOPS_REAP_EVERY_SECONDS,
+        "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
+    },
 }
 
 AGENTOPS_WORKER_POOL = os.environ.get("AGENTOPS_WORKER_POOL", "threads")

@@ -10,6 +10,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     re_path(r"^api/", not_found_view),
-    path("keys/", include("ingest.urls")),
     path("", include("runs.urls")),
 ]

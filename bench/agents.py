@@ -3,7 +3,7 @@
 import asyncio
 
 from runs.agents import agent
-from runs.tools import tool
+from runs.engine.tools import tool
 
 
 @tool(

@@ -3,10 +3,11 @@
     .venv/bin/python bench/bench_ingest_floor.py [--clients 4] [--batches 250]
 
 The same batches as bench/bench_ingest.py, but each client is a process that calls
-`runs.ingestion.ingest_batch` itself (the function POST /api/v1/ingest ends in), with the items
-decoded and validated before the clock starts. No gunicorn, no HTTP, no key lookup, no throttle,
-no JSON parsing or validation: what is left is the database work of a batch (lock, reads, COPY,
-upsert, counters, commit) and the Python that feeds it (masking, encoding for COPY, the ORM).
+`runs.services.ingest.ingest_batch` itself (the function POST /api/v1/ingest ends in), with the
+items decoded and validated before the clock starts. No gunicorn, no HTTP, no key lookup, no
+throttle, no JSON parsing or validation: what is left is the database work of a batch (lock,
+reads, COPY, upsert, counters, commit) and the Python that feeds it (masking, encoding for COPY,
+the ORM).
 
 With --bare the clients do not use the application at all: each batch's rows are encoded before
 the clock starts, and a plain psycopg connection sends the statements the write path sends for a
@@ -52,7 +53,7 @@ def client(batches, *signals) -> None:
 
     django.setup()
     from ingest.items import EventItem, RunItem, validate_items
-    from runs.ingestion import ingest_batch
+    from runs.services.ingest import ingest_batch
 
     def store(batch):
         runs, events = batch

@@ -1,4 +1,4 @@
-"""Throughput of runs.masking.mask on ~1 KB step payloads (a benchmark, not a test).
+"""Throughput of runs.engine.masking.mask on ~1 KB step payloads (a benchmark, not a test).
 
 Run: .venv/bin/python bench/bench_masking.py [seconds]
 Prints MB/s of JSON-equivalent payload masked, for clean payloads and for ones holding secrets.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runs.masking import compile_patterns, mask  # noqa: E402
+from runs.engine.masking import compile_patterns, mask  # noqa: E402
 
 PROSE = (
     "The customer asked why order 48213 was charged twice on 2024-05-02. I looked up the order "

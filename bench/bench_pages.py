@@ -89,7 +89,7 @@ def login_cookie() -> str:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
-    from runs.accounts import user_set_role
+    from runs.services.users import user_set_role
 
     user = user_set_role(username="bench-support", role="support", password="bench-password")
     session = SessionStore()

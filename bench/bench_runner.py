@@ -91,11 +91,11 @@ def wait_all(ids, timeout: float):
 
 def bench_overhead(steps: int) -> None:
     from runs.agents import get_agent
-    from runs.execution import run_execute
-    from runs.limits import Caps
-    from runs.memory_recorder import MemoryRecorder
+    from runs.engine.caps import Caps
+    from runs.engine.recorder import MemoryRecorder
+    from runs.engine.runner import execute
     from runs.models import Run
-    from runs.runner import execute
+    from runs.worker import run_execute
 
     caps = Caps(max_tool_calls=steps + 1)
     spec = get_agent("bench-steps")
@@ -117,7 +117,7 @@ def bench_overhead(steps: int) -> None:
 
 
 def bench_latency(runs: int) -> None:
-    from runs.services import run_create
+    from runs.services.runs import run_create
 
     proc = start_worker(concurrency=8)
     try:
@@ -138,7 +138,7 @@ def bench_latency(runs: int) -> None:
 
 
 def bench_concurrency(n: int, calls: int, seconds: float) -> None:
-    from runs.services import run_create
+    from runs.services.runs import run_create
 
     proc = start_worker(concurrency=n)
     try:

@@ -49,9 +49,9 @@ def build_data() -> str:
     django.setup()
     from django.core.management import call_command
 
-    from runs.accounts import user_set_role
-    from runs.execution import run_execute
-    from runs.services import run_create
+    from runs.services.runs import run_create
+    from runs.services.users import user_set_role
+    from runs.worker import run_execute
 
     call_command("migrate", interactive=False, verbosity=0)
     user_set_role(username=USER, role="engineer", password=PASSWORD)

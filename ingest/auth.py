@@ -11,10 +11,10 @@ from django.utils import timezone
 from ninja.errors import AuthenticationError
 from ninja.security import APIKeyCookie, HttpBearer
 
-from runs.accounts import api_key_hash
 from runs.errors import Forbidden
 from runs.models import ApiKey, ApiScope
 from runs.roles import ADMIN, ENGINEER, SUPPORT, user_role
+from runs.services.keys import api_key_hash
 
 ROLE_SCOPES = {
     SUPPORT: {ApiScope.RUNS_READ},

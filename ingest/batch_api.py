@@ -12,7 +12,7 @@ from ninja import Router, Schema, Status
 from pydantic import Field
 
 from runs.errors import InvalidInput, TooLarge
-from runs.ingestion import ingest_batch
+from runs.services.ingest import ingest_batch
 
 from .auth import api_auth, require_scope
 from .batch_body import read_batch

@@ -11,10 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 from ninja import Query, Router, Schema, Status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from runs import caps, selectors
-from runs.caps_backtest import DEFAULT_BACKTEST_RUNS, MAX_BACKTEST_RUNS, caps_backtest
+from runs.engine.caps import COUNT, TABLE, TOOL_TIMEOUT, TOOL_TIMEOUTS, USD
+from runs.engine.policy import policy_json
+from runs.selectors import caps as cap_reads
+from runs.selectors.caps import DEFAULT_BACKTEST_RUNS, MAX_BACKTEST_RUNS, MAX_CHANGES
+from runs.services import caps as cap_writes
 
 from .auth import api_auth, require_scope
 from .schemas import ErrorOut
@@ -24,46 +27,43 @@ ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: Error
 _NUMBER = "a whole number, or null"
 
 
-class PolicyIn(BaseModel):
-    """A scope's whole policy: fields left out or null are empty (an agent inherits them from
-    the global policy; in the global policy, max_model_calls and max_tokens are then off)."""
-
-    # Values are typed loosely and checked by runs.caps, so the API and the page give the same
-    # message per field; unknown keys are kept and answered 422 per field too. (A plain pydantic
-    # model: ninja's Schema reads attributes and would drop extra keys or accept a list.)
-    model_config = ConfigDict(extra="allow")
-
-    max_tool_calls: Any = Field(None, description=caps.BOUNDS["max_tool_calls"])
-    max_cost_usd: Any = Field(None, description=caps.BOUNDS["max_cost_usd"] + " (string or number)")
-    max_wall_seconds: Any = Field(None, description=caps.BOUNDS["max_wall_seconds"])
-    tool_timeout_seconds: Any = Field(None, description=caps.BOUNDS["tool_timeout_seconds"])
-    tool_timeouts: Any = Field(None, description="{tool name: seconds}; " + _NUMBER)
-    max_model_calls: Any = Field(None, description=caps.BOUNDS["max_model_calls"])
-    max_tokens: Any = Field(None, description=caps.BOUNDS["max_tokens"])
+# The cap fields of every schema below come from the cap table, one per cap.
 
 
-class PolicyOut(Schema):
-    scope: str
-    max_tool_calls: int | None
-    max_cost_usd: str | None = Field(description="USD as an exact decimal string")
-    max_wall_seconds: int | None
-    tool_timeout_seconds: int | float | None
-    tool_timeouts: dict[str, int | float]
-    max_model_calls: int | None
-    max_tokens: int | None
-    updated_at: datetime
+def _value_type(cap, *, optional: bool):
+    kind = str if cap.kind == USD else int if cap.kind == COUNT else int | float
+    return kind | None if optional else kind
 
 
-class CapsOut(Schema):
-    """The caps a run gets (as frozen on a run)."""
+def _described(cap) -> str:
+    return cap.bounds + (" (string or number)" if cap.kind == USD else "")
 
-    max_tool_calls: int
-    max_cost_usd: str
-    max_wall_seconds: int | float
-    tool_timeout_seconds: int | float
-    tool_timeouts: dict[str, int | float]
-    max_model_calls: int | None
-    max_tokens: int | None
+
+# A scope's whole policy: fields left out or null are empty (an agent inherits them from the
+# global policy; in the global policy an optional cap is then off). Values are typed loosely and
+# checked against the cap table, so the API and the page give the same message per field;
+# unknown keys are kept and answered 422 per field too. (A plain pydantic model: ninja's Schema
+# reads attributes and would drop extra keys or accept a list.)
+PolicyIn = create_model(
+    "PolicyIn",
+    __config__=ConfigDict(extra="allow"),
+    **{cap.name: (Any, Field(None, description=_described(cap))) for cap in TABLE},
+    **{TOOL_TIMEOUTS: (Any, Field(None, description="{tool name: seconds}; " + _NUMBER))},
+)
+PolicyOut = create_model(
+    "PolicyOut",
+    __base__=Schema,
+    scope=(str, ...),
+    **{cap.name: (_value_type(cap, optional=True), ...) for cap in TABLE},
+    **{TOOL_TIMEOUTS: (dict[str, int | float], ...)},
+    updated_at=(datetime, ...),
+)
+CapsOut = create_model(  # the caps a run gets (as frozen on a run)
+    "CapsOut",
+    __base__=Schema,
+    **{cap.name: (_value_type(cap, optional=cap.optional), ...) for cap in TABLE},
+    **{TOOL_TIMEOUTS: (dict[str, int | float], ...)},
+)
 
 
 class CapsStateOut(Schema):
@@ -123,28 +123,31 @@ class BacktestOut(Schema):
 
 class ChangeQuery(Schema):
     scope: str | None = Field(None, max_length=100)
-    limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
+    limit: int = Field(50, ge=1, le=MAX_CHANGES)
 
 
 def _policy_out(policy) -> dict | None:
     if policy is None:
         return None
-    values = {name: getattr(policy, name) for name in selectors.POLICY_FIELDS}
-    return {"scope": policy.scope, **caps.policy_json(values), "updated_at": policy.updated_at}
+    values = policy_json(cap_reads.policy_values(policy))
+    return {"scope": policy.scope, **values, "updated_at": policy.updated_at}
 
 
 @router.get("/caps", response={200: CapsStateOut, **ERRORS}, by_alias=True)
 def caps_read(request):
     """The global policy, every agent override, and each registered agent's effective caps."""
     require_scope(request, "runs:read")
-    state = caps.caps_overview()
+    state = cap_reads.caps_overview()
     return {
         "global": _policy_out(state["global"]),
         "overrides": [_policy_out(p) for p in state["overrides"]],
         "effective": {
             name: c.to_dict() if c is not None else None for name, c in state["effective"].items()
         },
-        "bounds": caps.BOUNDS,
+        "bounds": {
+            **{cap.name: cap.bounds for cap in TABLE},
+            TOOL_TIMEOUTS: f"{TOOL_TIMEOUT.bounds}, per tool",
+        },
     }
 
 
@@ -152,7 +155,7 @@ def caps_read(request):
 def caps_changes(request, query: Query[ChangeQuery]):
     """The audit trail, newest first: who changed which scope, when, from what to what."""
     require_scope(request, "admin")
-    changes = selectors.cap_policy_changes(scope=query.scope, limit=query.limit)
+    changes = cap_reads.cap_policy_changes(scope=query.scope, limit=query.limit)
     return {"items": changes}
 
 
@@ -162,7 +165,7 @@ def caps_backtest_run(request, body: BacktestIn):
     or of every agent), from their stored steps: runs cut, by which cap, at which step, and the
     dollars saved (the cost of the steps from each cut on)."""
     require_scope(request, "admin")
-    result = caps_backtest(proposed=body.caps, agent=body.agent, last_n=body.last_n)
+    result = cap_reads.caps_backtest(proposed=body.caps, agent=body.agent, last_n=body.last_n)
     return result.proposed.to_dict()
 
 
@@ -172,7 +175,7 @@ def caps_replace(request, scope: str, body: PolicyIn):
     """Replace `scope`'s policy (`global` or a registered agent). Applies to runs created from
     now on; an agent policy sent wholly empty removes the override."""
     who = require_scope(request, "admin")
-    saved = caps.cap_policy_set(
+    saved = cap_writes.cap_policy_set(
         scope=scope, values=body.model_dump(), changed_by=who.user, actor=who.name
     )
     return {
@@ -187,7 +190,7 @@ def caps_remove(request, scope: str):
     """Remove an agent's override: its runs take the global values again (404 when it has
     none; the global policy cannot be removed: 422)."""
     who = require_scope(request, "admin")
-    caps.cap_policy_remove(scope=scope, changed_by=who.user, actor=who.name)
+    cap_writes.cap_policy_remove(scope=scope, changed_by=who.user, actor=who.name)
     return Status(204, None)
 
 

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from ninja import Router
 
 from runs.errors import AppError, TooLarge
-from runs.ingestion import ingest_batch
+from runs.services.ingest import ingest_batch
 
 from .auth import api_auth, require_scope
 from .items import EventItem, RunItem, validate_items

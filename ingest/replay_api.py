@@ -6,8 +6,8 @@ from django.urls import reverse
 from ninja import Router, Schema, Status
 from pydantic import Field
 
-from runs import selectors
-from runs.replay import run_replay
+from runs.selectors.runs import run_get
+from runs.services.replay import run_replay
 
 from .auth import api_auth, require_scope
 from .schemas import ErrorOut, RunAccepted
@@ -33,7 +33,7 @@ def replay(request, ref: str, body: ReplayIn):
     recording, `on_divergence` stops it or goes on live. 409 for a run that cannot be
     re-executed here (an external run, or one still running)."""
     who = require_scope(request, "runs:write")
-    original = selectors.run_get(ref=ref)
+    original = run_get(ref=ref)
     run = run_replay(
         original=original,
         mode=body.mode,

@@ -9,9 +9,18 @@ from django.urls import reverse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field, field_validator
 
-from runs import selectors, services
 from runs.errors import TooLarge
 from runs.models import RunSource, RunStatus
+from runs.selectors.runs import (
+    MAX_PAGE,
+    RunFilters,
+    events_page,
+    run_get,
+    run_usage_against_caps,
+    runs_page,
+)
+from runs.services.runs import run_cancel as cancel_run
+from runs.services.runs import run_create
 
 from .auth import api_auth, require_scope
 from .schemas import (
@@ -46,7 +55,7 @@ def run_start(request, body: RunCreateIn):
     for name in ("input", "metadata"):
         if _json_size(getattr(body, name)) > MAX_JSON_BYTES:
             raise TooLarge(f"{name} is larger than {MAX_JSON_BYTES} bytes")
-    run = services.run_create(
+    run = run_create(
         agent=body.agent,
         input=body.input if body.input is not None else {},
         caps=body.caps,
@@ -72,7 +81,7 @@ class RunListQuery(Schema):
     since: datetime | None = None
     until: datetime | None = None
     cursor: str = Field("", max_length=200)
-    limit: int = Field(50, ge=1, le=selectors.MAX_PAGE)
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
 
     @field_validator("agent", "user_ref", "session_ref", "error_code", "cap_hit", "q", "cursor")
     @classmethod
@@ -100,7 +109,7 @@ class RunListQuery(Schema):
 def run_list(request, query: Query[RunListQuery]):
     """Runs, newest first, filtered; follow `next_cursor` for the next page."""
     require_scope(request, "runs:read")
-    filters = selectors.RunFilters(
+    filters = RunFilters(
         status=query.status or "",
         agent=query.agent,
         user_ref=query.user_ref,
@@ -112,9 +121,7 @@ def run_list(request, query: Query[RunListQuery]):
         since=query.since,
         until=query.until,
     )
-    runs, next_cursor = selectors.runs_search(
-        filters=filters, cursor=query.cursor, limit=query.limit
-    )
+    runs, next_cursor = runs_page(filters=filters, cursor=query.cursor, limit=query.limit)
     items = [dict(_summary_fields(r), url=_run_url(r)) for r in runs]
     return {"items": items, "next_cursor": next_cursor}
 
@@ -132,11 +139,11 @@ def _summary_fields(run) -> dict:
 def run_detail(request, ref: str):
     """One run by full id or unique prefix (≥ 8 hex digits), with usage against its caps."""
     require_scope(request, "runs:read")
-    run = selectors.run_get(ref=ref)
+    run = run_get(ref=ref)
     return {
         **{name: getattr(run, name) for name in DETAIL_FIELDS},
         "replay_of": run.replay_of_id,
-        "usage": selectors.run_usage_against_caps(run),
+        "usage": run_usage_against_caps(run),
         "url": _run_url(run),
     }
 
@@ -153,10 +160,8 @@ class EventQuery(Schema):
 def run_events(request, ref: str, query: Query[EventQuery]):
     """The run's steps in order, after `after_seq`; follow `next_after_seq` for more."""
     require_scope(request, "runs:read")
-    run = selectors.run_get(ref=ref)
-    events, next_after = selectors.events_page(
-        run=run, after_seq=query.after_seq, limit=query.limit
-    )
+    run = run_get(ref=ref)
+    events, next_after = events_page(run=run, after_seq=query.after_seq, limit=query.limit)
     items = [
         {**{f: getattr(e, f) for f in EVENT_FIELDS}, "duration_ms": e.duration_ms} for e in events
     ]
@@ -167,5 +172,5 @@ def run_events(request, ref: str, query: Query[EventQuery]):
 def run_cancel(request, ref: str):
     """Cancel a queued run at once, or ask a running one to stop (it ends `cancelled`)."""
     require_scope(request, "runs:write")
-    run = services.run_cancel(run=selectors.run_get(ref=ref))
+    run = cancel_run(run=run_get(ref=ref))
     return Status(202, {"id": run.id, "status": run.status})

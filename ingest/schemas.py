@@ -8,7 +8,7 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import Field, field_validator
 
-from runs.event_rows import json_safe
+from runs.services.events import json_safe
 
 MAX_JSON_BYTES = 256 * 1024
 

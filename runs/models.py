@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from .ids import uuid7
+from .engine.ids import uuid7
 
 
 class RunStatus(models.TextChoices):
@@ -66,6 +66,9 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # The outbox (services.runs): when the broker last took this run's message, and how often.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    dispatches = models.PositiveIntegerField(default=0)
 
     user_ref = models.CharField(max_length=200, blank=True, default="")
     session_ref = models.CharField(max_length=200, blank=True, default="")
@@ -191,19 +194,14 @@ GLOBAL_SCOPE = "global"
 
 
 class CapPolicy(models.Model):
-    """Limits for one scope: `global` (every field set) or an agent name (null = inherit)."""
+    """Limits for one scope: `global` (every required cap set) or an agent name (a cap left out
+    inherits the global value). `values` maps cap names of the cap table (runs.engine.caps) to
+    their values as the table writes them (USD as strings); a cap absent is empty."""
 
     scope = models.CharField(max_length=100, unique=True)
-    max_tool_calls = models.PositiveIntegerField(null=True, blank=True)
-    max_cost_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
-    max_wall_seconds = models.PositiveIntegerField(null=True, blank=True)
-    tool_timeout_seconds = models.DecimalField(
-        max_digits=8, decimal_places=3, null=True, blank=True
-    )
-    # {"tool_name": seconds}: per-tool timeouts that win over tool_timeout_seconds.
+    values = models.JSONField(default=dict, blank=True)
+    # {"tool_name": seconds}: per-tool timeouts that win over the tool timeout cap.
     tool_timeouts = models.JSONField(default=dict, blank=True)
-    max_model_calls = models.PositiveIntegerField(null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -211,16 +209,6 @@ class CapPolicy(models.Model):
 
     class Meta:
         verbose_name_plural = "cap policies"
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(max_cost_usd__isnull=True) | Q(max_cost_usd__gte=0),
-                name="cap_cost_nonnegative",
-            ),
-            models.CheckConstraint(
-                condition=Q(tool_timeout_seconds__isnull=True) | Q(tool_timeout_seconds__gt=0),
-                name="cap_tool_timeout_positive",
-            ),
-        ]
 
     def __str__(self):
         return f"caps: {self.scope}"

@@ -74,7 +74,7 @@ NAVIGATION = (
     ("Agents", "runs:agents", SUPPORT),
     ("Caps", "runs:caps", ADMIN),
     ("Prices", "runs:prices", ADMIN),
-    ("API keys", "ingest:keys", ADMIN),
+    ("API keys", "runs:keys", ADMIN),
     ("Admin", "admin:index", ADMIN),
 )
 

@@ -1,18 +1,13 @@
-"""Rows every installation starts with: the role groups, the global cap policy (DESIGN §6
-defaults) and public model prices. Idempotent; takes model classes so a migration can pass its
-historical models."""
+"""Rows every installation starts with: the role groups, the global cap policy (the cap table's
+defaults, DESIGN §6) and public model prices. Idempotent; takes model classes so a migration can
+pass its historical models."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
 
-ROLE_GROUPS = ("support", "engineer", "admin")
-
-GLOBAL_CAPS = {
-    "max_tool_calls": 20,
-    "max_cost_usd": Decimal("0.50"),
-    "max_wall_seconds": 300,
-    "tool_timeout_seconds": Decimal("10"),
-}
+from .engine.caps import TABLE
+from .models import GLOBAL_SCOPE
+from .roles import ROLES
 
 # USD per 1M input / output tokens, from the vendors' public price lists. The scripted-* models
 # are the offline demo provider's, priced so the demo agents show real spend.
@@ -39,10 +34,23 @@ PRICES = {
 PRICES_EFFECTIVE_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 
 
+def default_policy() -> dict:
+    """The global policy's values (as stored) when nobody has changed them."""
+    return {cap.name: cap.to_json(cap.default) for cap in TABLE if cap.default is not None}
+
+
 def seed_defaults(*, Group, CapPolicy, ModelPrice) -> None:  # noqa: N803 - model classes
-    for role in ROLE_GROUPS:
+    seed_roles_and_prices(Group=Group, ModelPrice=ModelPrice)
+    seed_global_policy(CapPolicy=CapPolicy)
+
+
+def seed_global_policy(*, CapPolicy) -> None:  # noqa: N803 - a model class
+    CapPolicy.objects.get_or_create(scope=GLOBAL_SCOPE, defaults={"values": default_policy()})
+
+
+def seed_roles_and_prices(*, Group, ModelPrice) -> None:  # noqa: N803 - model classes
+    for role in ROLES:
         Group.objects.get_or_create(name=role)
-    CapPolicy.objects.get_or_create(scope="global", defaults=GLOBAL_CAPS)
     for model, (inp, out) in PRICES.items():
         ModelPrice.objects.get_or_create(
             model=model,

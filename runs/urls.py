@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import agents, caps, overview, prices, replay, run_page, runs_list
+from .views import agents, caps, keys, overview, prices, replay, run_page, runs_list
 
 app_name = "runs"
 
@@ -23,4 +23,6 @@ urlpatterns = [
     path("prices/", prices.prices_page, name="prices"),
     path("prices/retire/", prices.price_retire, name="price_retire"),
     path("prices/<int:price_id>/cancel/", prices.price_cancel, name="price_cancel"),
+    path("keys/", keys.keys_page, name="keys"),
+    path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),
 ]

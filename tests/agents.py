@@ -4,7 +4,7 @@
 import time
 
 from runs.agents import agent
-from runs.tools import tool
+from runs.engine.tools import tool
 
 
 @tool(
@@ -18,7 +18,7 @@ from runs.tools import tool
     },
     timeout=30,
 )
-def test_sleep(seconds: float, step: int) -> dict:
+def sleep_step(seconds: float, step: int) -> dict:
     time.sleep(seconds)
     return {"step": step}
 
@@ -32,7 +32,7 @@ def _steps(ctx, input):
 
 
 @agent("test-steps", description="Calls test_sleep `steps` times, `seconds` each.")
-def test_steps(ctx, input):
+def steps_agent(ctx, input):
     return _steps(ctx, input)
 
 
@@ -41,7 +41,7 @@ def test_steps(ctx, input):
     description="Like test-steps, but declares itself safe to run again after a lost worker.",
     safe_to_retry=True,
 )
-def test_steps_retryable(ctx, input):
+def steps_agent_retryable(ctx, input):
     return _steps(ctx, input)
 
 
@@ -55,7 +55,7 @@ def test_steps_retryable(ctx, input):
         "additionalProperties": False,
     },
 )
-def test_read_setting(path: str) -> dict:
+def read_setting(path: str) -> dict:
     with open(path) as f:
         return {"value": f.read().strip()}
 
@@ -77,7 +77,7 @@ def _setting_script(index, messages):
     tools=["test_read_setting"],
     provider_config={"script": _setting_script},
 )
-def test_setting(ctx, input):
+def setting_agent(ctx, input):
     from runs.agents.generic import make_tool_agent
 
     return make_tool_agent(system_prompt="Report the setting.", tools=["test_read_setting"])(

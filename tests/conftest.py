@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from runs.accounts import user_set_role
 from runs.roles import ROLES
+from runs.services.users import user_set_role
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("AGENTOPS_CHROMIUM", "/usr/bin/chromium")
@@ -57,7 +57,7 @@ def make_user(db):
 def no_enqueue(monkeypatch):
     """Runs created stay queued and nothing reaches a broker: for tests that look at the API or
     the pages, not at execution."""
-    monkeypatch.setattr("runs.services._enqueue", lambda run_id: None)
+    monkeypatch.setattr("runs.services.runs._send", lambda run_id: None)
 
 
 @pytest.fixture(params=ROLES)

@@ -4,11 +4,11 @@ import re
 from pathlib import Path
 
 from runs.agents import get_agent, unregister_agent
-from runs.limits import Caps
-from runs.memory_recorder import MemoryRecorder
+from runs.engine.caps import Caps
+from runs.engine.recorder import MemoryRecorder
+from runs.engine.runner import execute
+from runs.engine.tools import unregister_tool
 from runs.providers import ScriptedProvider
-from runs.runner import execute
-from runs.tools import unregister_tool
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -7,6 +7,8 @@ import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ..engine.tools import same_callable
+
 BUILTIN_AGENT_MODULES = ("runs.agents.demo",)
 
 _AGENTS: dict[str, AgentSpec] = {}
@@ -37,7 +39,7 @@ def register_agent(spec: AgentSpec) -> AgentSpec:
     """Register `spec` under its name. Registering the same function again replaces the entry
     (a module imported twice); another function under a taken name raises ValueError."""
     existing = _AGENTS.get(spec.name)
-    if existing is not None and _identity(existing.fn) != _identity(spec.fn):
+    if existing is not None and not same_callable(existing.fn, spec.fn):
         raise ValueError(f"a different agent is already registered as {spec.name!r}")
     _AGENTS[spec.name] = spec
     return spec
@@ -105,7 +107,3 @@ def load_agent_modules(module_names: Iterable[str] | str) -> list[str]:
             raise ImportError(f"could not import agent module {name!r}: {exc}") from exc
         loaded.append(name)
     return loaded
-
-
-def _identity(fn: Callable) -> tuple[str, str]:
-    return (getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn)))

@@ -8,13 +8,14 @@ import json
 import re
 import time
 
-from ..tools import tool
+from ..engine.caps import SPEND, TOOL_CALLS, WALL
+from ..engine.tools import tool
 from . import agent
 from .generic import make_tool_agent
 
 MINI = "scripted-mini"
 PREMIUM = "scripted-premium"
-SLOW_STEP_SECONDS = 20  # > max_wall_seconds / max_tool_calls at the defaults (300 s / 20)
+SLOW_STEP_SECONDS = 20  # > the wall cap / the tool-call cap at the defaults (300 s / 20)
 HANG_SECONDS = 60
 HANG_TIMEOUT = 2
 
@@ -245,7 +246,7 @@ def demo_support(ctx, input):
 
 demo_loop = agent(
     "demo-loop",
-    description="Checks inventory forever; stopped by max_tool_calls.",
+    description=f"Checks inventory forever; stopped by {TOOL_CALLS.name}.",
     tools=["check_inventory"],
     model=MINI,
     provider_config={"script": _loop_script},
@@ -260,7 +261,7 @@ demo_loop = agent(
 
 @agent(
     "demo-spender",
-    description="Writes ever more essay on an expensive model; stopped by max_cost_usd.",
+    description=f"Writes ever more essay on an expensive model; stopped by {SPEND.name}.",
     model=PREMIUM,
     provider_config={"script": [{"content": _ESSAY}], "loop": True},
 )
@@ -278,7 +279,7 @@ def demo_spender(ctx, input):
 
 @agent(
     "demo-slow",
-    description="Waits on a slow batch job, step after step; stopped by max_wall_seconds.",
+    description=f"Waits on a slow batch job, step after step; stopped by {WALL.name}.",
     tools=["wait_for_batch"],
     model=MINI,
 )

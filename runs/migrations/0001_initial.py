@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import runs.ids
+import runs.engine.ids
 from decimal import Decimal
 from django.conf import settings
 from django.db import migrations, models
@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Run',
             fields=[
-                ('id', models.UUIDField(default=runs.ids.uuid7, editable=False, primary_key=True, serialize=False)),
+                ('id', models.UUIDField(default=runs.engine.ids.uuid7, editable=False, primary_key=True, serialize=False)),
                 ('agent', models.CharField(max_length=100)),
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('budget_exceeded', 'Budget Exceeded'), ('cancelled', 'Cancelled'), ('lost', 'Lost')], default='queued', max_length=20)),
                 ('input', models.JSONField(blank=True, default=dict)),
@@ -90,7 +90,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Event',
             fields=[
-                ('id', models.UUIDField(default=runs.ids.uuid7, editable=False, primary_key=True, serialize=False)),
+                ('id', models.UUIDField(default=runs.engine.ids.uuid7, editable=False, primary_key=True, serialize=False)),
                 ('seq', models.PositiveIntegerField()),
                 ('kind', models.CharField(choices=[('model_call', 'Model Call'), ('tool_call', 'Tool Call'), ('decision', 'Decision'), ('log', 'Log'), ('error', 'Error'), ('lifecycle', 'Lifecycle')], max_length=20)),
                 ('name', models.CharField(blank=True, default='', max_length=200)),

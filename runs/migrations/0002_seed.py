@@ -1,14 +1,14 @@
-"""Role groups, the global cap policy and public model prices (see runs/seed.py)."""
+"""Role groups and public model prices (see runs/seed.py). The global cap policy is seeded by
+0005, in the shape the policy has had since."""
 
 from django.db import migrations
 
-from runs.seed import seed_defaults
+from runs.seed import seed_roles_and_prices
 
 
 def seed(apps, schema_editor):
-    seed_defaults(
+    seed_roles_and_prices(
         Group=apps.get_model("auth", "Group"),
-        CapPolicy=apps.get_model("runs", "CapPolicy"),
         ModelPrice=apps.get_model("runs", "ModelPrice"),
     )
 

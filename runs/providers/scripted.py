@@ -26,14 +26,24 @@ class ScriptedProvider:
     dict or None when it has nothing more to say. With `loop=True` a list starts over when it
     runs out; otherwise running out raises ProviderError. `max_tokens` is honoured by truncating
     the answer (dropping tool calls that no longer fit) and reporting finish_reason "length".
+    An entry's `delay_s` is waited with `sleep`, measured on `clock` against the deadline.
     """
 
-    def __init__(self, script: Script, *, loop: bool = False):
+    def __init__(
+        self,
+        script: Script,
+        *,
+        loop: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not callable(script) and not isinstance(script, Sequence):
             raise TypeError("script must be a list of responses or a callable")
         self.script = script
         self.loop = loop
         self.calls = 0
+        self._sleep = sleep
+        self._clock = clock
 
     def complete(
         self,
@@ -54,7 +64,7 @@ class ScriptedProvider:
             )
         delay = float(entry.get("delay_s") or 0)
         if delay > 0:
-            _sleep_until_deadline(delay, deadline)
+            self._sleep_until_deadline(delay, deadline)
 
         content = str(entry.get("content") or "")
         calls = [
@@ -83,6 +93,14 @@ class ScriptedProvider:
             raw={"provider": "scripted", "index": index},
         )
 
+    def _sleep_until_deadline(self, delay: float, deadline: float | None) -> None:
+        if deadline is not None and self._clock() + delay > deadline:
+            self._sleep(max(0.0, deadline - self._clock()))
+            raise ProviderError(
+                "provider_error", "the scripted response was slower than the deadline"
+            )
+        self._sleep(delay)
+
     def _entry(self, index: int, messages: list[dict]) -> dict:
         if callable(self.script):
             entry = self.script(index, messages)
@@ -107,10 +125,3 @@ def input_tokens(messages, tools=None) -> int:
 def _output_tokens(content: str, calls: list[dict]) -> int:
     extra = len(json.dumps([[c["name"], c["arguments"]] for c in calls])) if calls else 0
     return (len(content) + extra) // 4 + 1
-
-
-def _sleep_until_deadline(delay: float, deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() + delay > deadline:
-        time.sleep(max(0.0, deadline - time.monotonic()))
-        raise ProviderError("provider_error", "the scripted response was slower than the deadline")
-    time.sleep(delay)

@@ -7,7 +7,8 @@ from decimal import Decimal
 from django import template
 from django.utils import timezone
 
-from ..formatting import duration_text, usd_text
+from ..engine.caps import SECONDS, USD, cap_named
+from ..views.formatting import duration_text, usd_text
 
 register = template.Library()
 
@@ -56,13 +57,15 @@ def usd(value) -> str:
 
 
 @register.filter
-def cap_amount(value, cap: str) -> str:
-    """A cap's used or limit value in its unit: dollars, seconds, or a count."""
+def cap_amount(value, cap) -> str:
+    """A cap's used or limit value in its unit: dollars, seconds, or a count. `cap` is an entry
+    of the cap table or its name."""
     if value is None:
         return "no limit"
-    if cap == "max_cost_usd":
+    kind = (cap if hasattr(cap, "kind") else cap_named(cap)).kind
+    if kind == USD:
         return usd(value)
-    if cap == "max_wall_seconds":
+    if kind == SECONDS:
         return f"{Decimal(str(value)).normalize():f} s"
     return str(value)
 

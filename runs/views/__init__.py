@@ -1,4 +1,5 @@
 """Pages. Thin doors: check the role, call a selector or service, render. One module per page:
 `overview` (/), `runs_list` (/runs/), `run_page` (/runs/<id>/ with its fragments and actions),
 `agents` (/agents/), `replay` (re-execute, playback, compare), `caps` (/caps/), `prices`
-(/prices/)."""
+(/prices/), `keys` (/keys/). Beside them, what pages share: `forms`, `charts` (SVG geometry),
+`timeline` (the waterfall's rows) and `formatting` (durations and dollars as text)."""

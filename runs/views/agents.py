@@ -7,11 +7,14 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import services, stats
 from ..agents import all_agents
+from ..engine.caps import TABLE
 from ..errors import AppError
-from ..forms import StartRunForm
 from ..roles import ADMIN, ENGINEER, SUPPORT, has_role, role_required
+from ..selectors import stats
+from ..selectors.caps import effective_caps_of
+from ..services.runs import run_create
+from .forms import StartRunForm
 
 STATS_DAYS = 7
 
@@ -20,11 +23,11 @@ def _page(request, form: StartRunForm | None, status: int = 200):
     specs = all_agents()
     names = [spec.name for spec in specs]
     numbers = stats.agent_run_stats(since=timezone.now() - timedelta(days=STATS_DAYS))
-    caps = stats.effective_caps(names)
+    caps = effective_caps_of(names)
     agents = [
         {
             "spec": spec,
-            "caps": caps.get(spec.name),
+            "caps": _cap_rows(caps.get(spec.name)),
             "stats": numbers.get(spec.name),
             "recent": stats.recent_runs_of(spec.name),
         }
@@ -33,6 +36,17 @@ def _page(request, form: StartRunForm | None, status: int = 200):
     others = sorted((name, row) for name, row in numbers.items() if name not in set(names))
     context = {"agents": agents, "others": others, "form": form, "stats_days": STATS_DAYS}
     return render(request, "runs/agents.html", context, status=status)
+
+
+def _cap_rows(caps) -> list[tuple[str, str]] | None:
+    """(label, value) of each cap an agent's runs get (an optional cap only when it is on)."""
+    if caps is None:
+        return None
+    return [
+        (cap.label, cap.show(caps[cap], "no limit"))
+        for cap in TABLE
+        if caps[cap] is not None or not cap.optional
+    ]
 
 
 @role_required(SUPPORT)
@@ -50,7 +64,7 @@ def run_start(request):
     if form.is_valid():
         data = form.cleaned_data
         try:
-            run = services.run_create(
+            run = run_create(
                 agent=data["agent"],
                 input=data["input"],
                 caps=form.caps(),
@@ -61,7 +75,7 @@ def run_start(request):
                 created_by=request.user,
             )
         except AppError as exc:
-            form.add_error(None, exc.message)
+            form.add_cap_error((exc.details or {}).get("cap"), exc.message)
         else:
             return redirect("runs:run", run_id=run.id)
     return _page(request, form, status=422)

@@ -1,6 +1,7 @@
 """/caps/ (admin): the cap policy per scope with its audit trail, and a backtest of proposed values
 against recent runs before they are saved."""
 
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -9,16 +10,26 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from .. import caps, selectors
 from ..agents import all_agents, get_agent
-from ..backtest import CAPS_CHECKED, histogram
-from ..caps import SCALAR_FIELDS
-from ..caps_backtest import caps_backtest
+from ..engine.caps import (
+    BY_NAME,
+    PER_RUN,
+    SPEND,
+    TABLE,
+    TOOL_CALLS,
+    TOOL_TIMEOUT,
+    TOOL_TIMEOUTS,
+    USD,
+    WALL,
+)
+from ..engine.tools import all_tools
 from ..errors import AppError
-from ..forms_caps import LABELS, CapPolicyForm
 from ..models import GLOBAL_SCOPE
 from ..roles import ADMIN, role_required
-from ..tools import all_tools
+from ..selectors import caps as caps_read
+from ..services import caps as caps_write
+from .charts import histogram
+from .forms import CapPolicyForm
 from .run_page import int_param, step_url
 
 AUDIT_SHOWN = 30
@@ -45,10 +56,10 @@ def _form(scope: str, policies: dict, data=None) -> CapPolicyForm:
     stored = policies.get(scope)
     inherited = None
     if scope != GLOBAL_SCOPE:
-        inherited = caps.effective_caps({GLOBAL_SCOPE: policies.get(GLOBAL_SCOPE)}, scope)
+        inherited = caps_read.effective_caps({GLOBAL_SCOPE: policies.get(GLOBAL_SCOPE)}, scope)
     initial = None
     if data is None:
-        version = selectors.cap_policy_last_change_id(scope=scope)
+        version = caps_read.cap_policy_last_change_id(scope=scope)
         initial = CapPolicyForm.initial_from(stored, version)
     return CapPolicyForm(
         data, initial=initial, scope=scope, inherited=inherited, tools=_tools_for(scope, stored)
@@ -66,21 +77,21 @@ def _check_scope(scope: str, policies: dict) -> None:
 
 
 def _render(request, scope, form: CapPolicyForm, *, status=200, result=None, backtest_tried=False):
-    overview = caps.caps_overview()
+    overview = caps_read.caps_overview()
     registered = [spec.name for spec in all_agents()]
     overridden = {p.scope for p in overview["overrides"]}
-    changes = selectors.cap_policy_changes(scope=scope, limit=AUDIT_SHOWN)
+    changes = caps_read.cap_policy_changes(scope=scope, limit=AUDIT_SHOWN)
     context = {
         "scope": scope,
         "form": form,
         "editable": scope == GLOBAL_SCOPE or scope in registered,
         "has_override": scope in overridden,
         "agents": _agent_rows(registered, overview),
-        "cap_labels": [LABELS[name] for name in SCALAR_FIELDS],
+        "cap_labels": [cap.label for cap in TABLE],
         "stale_scopes": sorted(overridden - set(registered)),
         "global_policy": overview["global"],
         "changes": [(c, _diff_rows(c, scope)) for c in changes],
-        "bounds": caps.BOUNDS,
+        "tool_timeout_bounds": f"{TOOL_TIMEOUT.bounds}, per tool",
         "backtest_tried": backtest_tried,
         **(_backtest_context(result) if result else {}),
     }
@@ -93,36 +104,38 @@ def _agent_rows(registered: list[str], overview: dict) -> list[dict]:
     rows = []
     for name in registered:
         effective = overview["effective"].get(name)
-        values = effective.to_dict() if effective is not None else {}
         own = overrides.get(name)
         cells = [
             {
-                "value": _shown(values.get(field), field, "off"),
-                "own": own is not None and getattr(own, field) is not None,
+                "value": cap.show(effective[cap]) if effective is not None else "off",
+                "own": own is not None and own.values.get(cap.name) is not None,
             }
-            for field in SCALAR_FIELDS
+            for cap in TABLE
         ]
         rows.append(
-            {"name": name, "overridden": own is not None, "valid": bool(values), "cells": cells}
+            {
+                "name": name,
+                "overridden": own is not None,
+                "valid": effective is not None,
+                "cells": cells,
+            }
         )
     return rows
 
 
 def _shown(value, field: str, empty: str) -> str:
-    if value is None:
-        return empty
-    if field == "max_cost_usd":
-        return "$" + caps.usd_text(value)
-    if field in ("max_wall_seconds", "tool_timeout_seconds") or field.startswith("tool_timeouts."):
-        return f"{value} s"
-    return str(value)
+    """An audit trail value: `field` is a cap's name or `tool_timeouts.NAME`."""
+    cap = TOOL_TIMEOUT if field.startswith(f"{TOOL_TIMEOUTS}.") else BY_NAME.get(field)
+    if cap is None or value is None:
+        return empty if value is None else str(value)
+    return cap.show(Decimal(str(value)) if cap.kind == USD else value, empty)
 
 
 def _diff_rows(change, scope: str) -> list[tuple[str, str, str]]:
     empty = "off" if scope == GLOBAL_SCOPE else "inherit"
     return [
         (field, _shown(old, field, empty), _shown(new, field, empty))
-        for field, old, new in caps.change_diff(change)
+        for field, old, new in caps_read.change_diff(change)
     ]
 
 
@@ -130,14 +143,14 @@ def _diff_rows(change, scope: str) -> list[tuple[str, str, str]]:
 def caps_page(request):
     """GET: the scope's policy. POST: save it (then back to the page), or show what is wrong."""
     scope = _scope_of(request)
-    policies = selectors.cap_policy_dicts()
+    policies = caps_read.cap_policy_dicts()
     _check_scope(scope, policies)
     if request.method != "POST":
         return _render(request, scope, _form(scope, policies))
     form = _form(scope, policies, data=request.POST)
     if form.is_valid():
         try:
-            saved = caps.cap_policy_set(
+            saved = caps_write.cap_policy_set(
                 scope=scope,
                 values=form.policy,
                 changed_by=request.user,
@@ -163,7 +176,7 @@ def caps_page(request):
 def caps_remove(request):
     scope = _scope_of(request)
     try:
-        caps.cap_policy_remove(
+        caps_write.cap_policy_remove(
             scope=scope,
             changed_by=request.user,
             expected_change_id=int_param(request.POST.get("version")),
@@ -183,12 +196,12 @@ def caps_backtest_view(request):
     """The form's values (not saved) against recent runs: the backtest panel for htmx, or the
     whole page with it filled in for a plain form post."""
     scope = _scope_of(request)
-    policies = selectors.cap_policy_dicts()
+    policies = caps_read.cap_policy_dicts()
     _check_scope(scope, policies)
     form = _form(scope, policies, data=request.POST)
     result = None
     if form.is_valid():
-        result = caps_backtest(
+        result = caps_read.caps_backtest(
             proposed=form.proposal(policies.get(GLOBAL_SCOPE)),
             agent=None if scope == GLOBAL_SCOPE else scope,
             last_n=form.cleaned_data["last_n"],
@@ -215,34 +228,34 @@ def _backtest_context(result) -> dict:
             "Tool calls per run",
             [c.tool_calls for c in checks],
             whole=True,
-            current=now.max_tool_calls,
-            proposed=then.max_tool_calls,
+            current=now[TOOL_CALLS],
+            proposed=then[TOOL_CALLS],
         ),
         histogram(
             "Spend per run (USD)",
             [c.spend_usd for c in checks],
             unit="$",
-            current=now.max_cost_usd,
-            proposed=then.max_cost_usd,
+            current=now[SPEND],
+            proposed=then[SPEND],
         ),
         histogram(
             "Duration per run (seconds)",
             [c.duration_s for c in checks],
             unit="s",
-            current=now.max_wall_seconds,
-            proposed=then.max_wall_seconds,
+            current=now[WALL],
+            proposed=then[WALL],
         ),
     ]
     cap_rows = [
         {
-            "cap": cap,
-            "now": _shown(getattr(now, cap), cap, "off"),
-            "proposed": _shown(getattr(then, cap), cap, "off"),
-            "changed": getattr(now, cap) != getattr(then, cap),
-            "cut_now": result.current.by_cap[cap] if result.current else None,
-            "cut_proposed": result.proposed.by_cap[cap],
+            "cap": cap.name,
+            "now": cap.show(now[cap]),
+            "proposed": cap.show(then[cap]),
+            "changed": now[cap] != then[cap],
+            "cut_now": result.current.by_cap[cap.name] if result.current else None,
+            "cut_proposed": result.proposed.by_cap[cap.name],
         }
-        for cap in CAPS_CHECKED
+        for cap in PER_RUN
     ]
     examples = [
         {"check": c, "url": step_url(c.run_id, c.cut_at_seq)} for c in result.proposed.examples

@@ -6,9 +6,9 @@ from urllib.parse import urlencode
 from django.shortcuts import render
 from django.urls import reverse
 
-from .. import stats
-from ..charts import bar_chart
 from ..roles import SUPPORT, role_required
+from ..selectors import stats
+from .charts import bar_chart
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M"  # what the run list's since/until fields read (UTC)
 

@@ -5,14 +5,15 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import prices
 from ..errors import AppError
-from ..forms_caps import PriceForm
 from ..roles import ADMIN, role_required
+from ..selectors.prices import prices_by_model
+from ..services import prices
+from .forms import PriceForm
 
 
 def _prices_render(request, form: PriceForm, status: int = 200):
-    context = {"form": form, "models": prices.prices_by_model()}
+    context = {"form": form, "models": prices_by_model()}
     return render(request, "runs/prices.html", context, status=status)
 
 

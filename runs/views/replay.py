@@ -6,13 +6,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import playback
+from ..engine.caps import REPLAY_CAPS
 from ..errors import AppError
-from ..replay import run_replay
 from ..roles import ADMIN, ENGINEER, SUPPORT, has_role, role_required
+from ..selectors import replay as playback
+from ..services.replay import run_replay
 from .run_page import get_run
-
-CAP_FIELDS = ("max_tool_calls", "max_cost_usd", "max_wall_seconds")
 
 
 @require_POST
@@ -21,9 +20,9 @@ def run_reexecute(request, run_id):
     """Queue a re-execution from the run page's form and open the new run."""
     original = get_run(run_id)
     caps = {
-        name: request.POST[name].strip()
-        for name in CAP_FIELDS
-        if request.POST.get(name, "").strip()
+        cap.name: request.POST[cap.name].strip()
+        for cap in REPLAY_CAPS
+        if request.POST.get(cap.name, "").strip()
     }
     try:
         run = run_replay(

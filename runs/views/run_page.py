@@ -9,24 +9,25 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from .. import selectors, services, timeline
+from ..engine.caps import BY_NAME, REPLAY_CAPS
 from ..errors import AppError
-from ..export import run_export_chunks
 from ..models import Run
-from ..replay import not_replayable_reason
 from ..roles import ENGINEER, SUPPORT, has_role, role_required
+from ..selectors import timeline
+from ..selectors.export import run_export_chunks
+from ..selectors.runs import run_get, run_usage_against_caps
+from ..services.replay import not_replayable_reason
+from ..services.runs import run_cancel as cancel_run
 from .runs_list import is_partial
+from .timeline import step_rows
 
 REPLAYS_SHOWN = 20
-# Budget bars: caps that measure usage (tool_timeout_seconds limits each call, not the run).
-BUDGET_CAPS = ("max_tool_calls", "max_cost_usd", "max_wall_seconds", "max_model_calls",
-               "max_tokens")  # fmt: skip
 
 
 def get_run(ref: str) -> Run:
     """The run `ref` names (full id or unique prefix), or 404."""
     try:
-        return selectors.run_get(ref=ref)
+        return run_get(ref=ref)
     except AppError as exc:
         raise Http404(exc.message) from None
 
@@ -47,12 +48,12 @@ def step_url(run_id, seq: int) -> str:
 
 
 def budget_rows(run: Run) -> list[dict]:
-    """One row per cap the run carries: used, limit (None = no cap) and whether it stopped it."""
-    usage = selectors.run_usage_against_caps(run)
+    """One row per per-run cap the run carries (a budget bar each): the cap, used, limit (None =
+    no cap) and whether it stopped the run."""
     return [
-        {"cap": cap, **usage[cap], "stopped": run.cap_hit == cap}
-        for cap in BUDGET_CAPS
-        if cap in usage and (usage[cap]["limit"] is not None or run.cap_hit == cap)
+        {"cap": BY_NAME[name], **usage, "stopped": run.cap_hit == name}
+        for name, usage in run_usage_against_caps(run).items()
+        if usage["limit"] is not None or run.cap_hit == name
     ]
 
 
@@ -72,7 +73,7 @@ def run_detail(request, run_id):
     if request.htmx and request.GET.get("part") == "live":
         return _live_update(request, run)
     after = max(int_param(request.GET.get("after"), -1), -1)
-    rows, next_after = timeline.steps_page(run=run, after_seq=after)
+    steps, next_after = timeline.steps_page(run=run, after_seq=after)
     replay_of = None
     if run.replay_of_id:
         replay_of = Run.objects.only("id", "status", "agent").filter(id=run.replay_of_id).first()
@@ -83,13 +84,14 @@ def run_detail(request, run_id):
     )
     context = {
         **_live_context(request, run),
-        "rows": rows,
+        "rows": step_rows(run, steps),
         "next_after": next_after,
         "after": after,
         "replay_of": replay_of,
         "replays": replays[:REPLAYS_SHOWN],
         "more_replays": len(replays) > REPLAYS_SHOWN,
         "can_replay": has_role(request.user, ENGINEER),
+        "replay_caps": [{"cap": c, "frozen": (run.caps or {}).get(c.name)} for c in REPLAY_CAPS],
         "replay_blocked": not_replayable_reason(run),
     }
     response = render(request, "runs/run.html", context)
@@ -108,8 +110,8 @@ def _live_update(request, run: Run):
     changed, appended, next_after = timeline.live_steps(run=run, open_seqs=open_seqs, last=last)
     context = {
         **_live_context(request, run),
-        "changed": changed,
-        "appended": appended,
+        "changed": step_rows(run, changed),
+        "appended": step_rows(run, appended),
         "next_after": next_after,
     }
     response = render(request, "runs/run.html#live_update", context)
@@ -127,10 +129,10 @@ def run_steps(request, run_id):
     after = max(int_param(request.GET.get("after"), -1), -1)
     if not is_partial(request):
         return redirect(f"{reverse('runs:run', args=[run.id])}?after={after}#timeline")
-    rows, next_after = timeline.steps_page(run=run, after_seq=after)
+    steps, next_after = timeline.steps_page(run=run, after_seq=after)
     context = {
         "run": run,
-        "rows": rows,
+        "rows": step_rows(run, steps),
         "next_after": next_after,
         "steps_url": reverse("runs:steps", args=[run.id]),
     }
@@ -184,7 +186,7 @@ def run_cancel(request, run_id):
     run = get_run(run_id)
     problem = None
     try:
-        run = services.run_cancel(run=run)
+        run = cancel_run(run=run)
     except AppError as exc:
         problem = exc.message
     if is_partial(request):

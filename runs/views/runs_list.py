@@ -10,9 +10,9 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ..agents import all_agents
 from ..errors import InvalidInput
-from ..forms import CAPS, ERROR_CODES, RunListForm
 from ..roles import SUPPORT, role_required
-from ..run_list import DEFAULT_SORT, filters_for_intent, runs_page, search_intent
+from ..selectors.runs import DEFAULT_SORT, filters_for_intent, runs_page, search_intent
+from .forms import ERROR_CODES, RunListForm
 
 PAGE_SIZE = 50
 
@@ -74,7 +74,6 @@ def run_list(request):
         "first_page_url": f"{request.path}?{query.urlencode()}" if query else request.path,
         "next_url": f"{request.path}?{next_query.urlencode()}" if next_query else None,
         "agent_names": [spec.name for spec in all_agents()],
-        "caps": CAPS,
         "error_codes": ERROR_CODES,
         "page_size": PAGE_SIZE,
     }

@@ -4,8 +4,8 @@ plays a run back with the keyboard."""
 import pytest
 
 from runs.models import Run
-from runs.services import run_create
-from tests.runs.test_execution import wait_for
+from runs.services.runs import run_create
+from tests.runs.run_rows import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

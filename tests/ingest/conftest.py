@@ -12,7 +12,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.db import connections
 
-from runs.accounts import api_key_create
+from runs.services.keys import api_key_create
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from django.test import Client, override_settings
 
-from runs.accounts import api_key_revoke
 from runs.models import ApiKey, Run
+from runs.services.keys import api_key_revoke
 from tests.ingest.conftest import post_json
 from tests.ingest.test_batch_api import URL, event_item, run_item, steps_of
 

@@ -6,12 +6,13 @@ from decimal import Decimal
 
 import pytest
 
-from runs import caps, services
-from runs.accounts import api_key_create
 from runs.models import CapPolicy, CapPolicyChange
+from runs.services import caps
+from runs.services.keys import api_key_create
+from runs.services.runs import run_create
 from tests.conftest import PASSWORD
-from tests.runs.test_caps import GLOBAL as FULL_GLOBAL
-from tests.runs.test_caps import finished_run, loop_steps
+from tests.runs.run_rows import GLOBAL as FULL_GLOBAL
+from tests.runs.run_rows import finished_run, loop_steps
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 
@@ -56,7 +57,7 @@ def test_writes_and_backtests_need_the_admin_scope(client, scopes, method, path,
     caps.cap_policy_set(scope="demo-loop", values={"max_tool_calls": 5})
     error = assert_error(call(client, method, path, body, key(*scopes)), 403, "insufficient_scope")
     assert "admin" in error["message"]
-    assert CapPolicy.objects.get(scope="demo-loop").max_tool_calls == 5
+    assert CapPolicy.objects.get(scope="demo-loop").values.get("max_tool_calls") == 5
 
 
 def test_reading_needs_runs_read(client):
@@ -108,7 +109,7 @@ def test_put_replaces_a_scope_and_records_the_key(client):
     assert again["changed"] is True and again["policy"]["max_cost_usd"] is None
     same = call(client, "put", "/caps/demo-loop", {"max_tool_calls": 6}, token).json()
     assert same["changed"] is False
-    assert services.run_create(agent="demo-loop", input={}).caps["max_tool_calls"] == 6
+    assert run_create(agent="demo-loop", input={}).caps["max_tool_calls"] == 6
 
 
 def test_put_global_needs_every_required_cap(client):
@@ -193,7 +194,7 @@ def test_delete_removes_an_override_and_falls_back(client):
     token = key("admin", name="janitor")
     caps.cap_policy_set(scope="demo-loop", values={"max_tool_calls": 4})
     assert call(client, "delete", "/caps/demo-loop", token=token).status_code == 204
-    assert services.run_create(agent="demo-loop", input={}).caps["max_tool_calls"] == 20
+    assert run_create(agent="demo-loop", input={}).caps["max_tool_calls"] == 20
     removal = CapPolicyChange.objects.filter(scope="demo-loop").order_by("-id").first()
     assert removal.after is None and removal.actor == "key:janitor"
     assert_error(call(client, "delete", "/caps/demo-loop", token=token), 404, "not_found")

@@ -129,7 +129,7 @@ def test_a_full_queue_drops_counts_and_logs_but_never_blocks(app_server, ingest_
         client.event(run_id, "log", name=f"s{i}")
     elapsed = time.monotonic() - started
 
-    assert elapsed < 1.0
+    assert elapsed < 10  # a blocking send would wait on the server for each of 200 calls
     # At most the queue and the batch in the sender's hands were kept.
     assert 200 - 20 - 5 <= client.stats["dropped"] <= 200 - 20
     assert "dropped" in caplog.text and "queue is full" in caplog.text

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from runs.accounts import api_key_create, api_key_revoke
 from runs.models import Event, Run
+from runs.services.keys import api_key_create, api_key_revoke
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
 

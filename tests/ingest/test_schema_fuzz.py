@@ -21,8 +21,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ingest.api import api
-from runs.accounts import api_key_create
 from runs.models import Run
+from runs.services.keys import api_key_create
 
 MAX_EXAMPLES = 25
 CHECKS = [

@@ -1,15 +1,17 @@
-"""Rows for page tests: runs and steps written straight through the ORM (and the one write path
-for steps, services.events_record), shaped like what the runner writes."""
+"""Helpers for tests of runs (not tests themselves): runs and steps written straight through the
+ORM and the one write path for steps (`events_record`), shaped like what the runner writes, and
+waiting for a run executed by a real worker to finish."""
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 from django.utils import timezone
 
-from runs.ids import uuid7
-from runs.limits import Caps
-from runs.models import Run
-from runs.services import events_record
+from runs.engine.caps import Caps
+from runs.engine.ids import uuid7
+from runs.models import TERMINAL_STATUSES, Event, Run
+from runs.services.events import events_record
 
 
 def make_run(**fields) -> Run:
@@ -64,3 +66,69 @@ def make_steps(run: Run, n: int, *, start_seq: int = 0, **fields) -> list[dict]:
         rows.append(row)
     events_record(events=rows)
     return rows
+
+
+GLOBAL = {
+    "max_tool_calls": 20,
+    "max_cost_usd": "0.50",
+    "max_wall_seconds": 300,
+    "tool_timeout_seconds": 10,
+}
+
+
+def finished_run(
+    agent="demo-loop", steps=(), *, status="succeeded", ago=0.0, source="internal", step_seconds=1.0
+):
+    """A finished run whose steps are written as the runner writes them, `step_seconds` apart:
+    "tool", ("model", cost), "refused" (a tool call refused by a cap) or ("lifecycle", cap)."""
+    start = timezone.now() - timedelta(seconds=ago)
+    run = Run.objects.create(
+        agent=agent, status=status, source=source, created_at=start, started_at=start, caps={}
+    )
+    rows, total = [], Decimal(0)
+    for seq, spec in enumerate(steps):
+        kind, arg = (spec, None) if isinstance(spec, str) else spec
+        at = start + timedelta(seconds=seq * step_seconds)
+        row = Event(run=run, seq=seq, started_at=at, ended_at=at + timedelta(milliseconds=100))
+        if kind == "tool":
+            row.kind, row.name = "tool_call", "check_inventory"
+        elif kind == "refused":
+            row.kind, row.status = "tool_call", "cancelled"
+            row.attributes = {"refused": True, "cap": "max_tool_calls"}
+        elif kind == "model":
+            row.kind, row.cost_usd = "model_call", Decimal(arg)
+            row.input_tokens, row.output_tokens = 100, 20
+            total += Decimal(arg)
+        else:
+            row.kind, row.name, row.status = "lifecycle", arg, "error"
+        rows.append(row)
+    Event.objects.bulk_create(rows)
+    Run.objects.filter(id=run.id).update(
+        finished_at=start + timedelta(seconds=len(rows) * step_seconds),
+        cost_usd=total,
+        tool_calls=sum(1 for r in rows if r.kind == "tool_call" and not r.attributes),
+    )
+    return run
+
+
+def loop_steps(tool_calls: int, cost="0.001", stopped_at=None):
+    """demo-loop's shape: a model call before each tool call; stopped by a cap of `stopped_at`."""
+    steps = []
+    for _ in range(tool_calls):
+        steps += [("model", cost), "tool"]
+    if stopped_at is not None:
+        steps += [("model", cost), "refused", ("lifecycle", "max_tool_calls")]
+    return steps
+
+
+TERMINAL = set(TERMINAL_STATUSES)
+
+
+def wait_for(run_id, statuses=TERMINAL, timeout: float = 30.0) -> Run:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = Run.objects.get(id=run_id)
+        if run.status in statuses:
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} still {Run.objects.get(id=run_id).status}")

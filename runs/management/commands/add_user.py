@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.accounts import user_set_role
 from runs.errors import AppError
 from runs.roles import ROLES
+from runs.services.users import user_set_role
 
 
 class Command(BaseCommand):

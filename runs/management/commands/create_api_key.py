@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.accounts import api_key_create
 from runs.errors import AppError
+from runs.services.keys import api_key_create
 
 
 class Command(BaseCommand):

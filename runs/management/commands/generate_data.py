@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from runs.limits import Caps
+from runs.engine.caps import SPEND, TOOL_CALLS, WALL, Caps
 from runs.models import Event, Run
 
 BIG_RUN_USER = "bench-big-run"
@@ -47,9 +47,9 @@ AGENTS = [("demo-support", 50), ("demo-loop", 10), ("demo-spender", 8), ("demo-s
 ENDINGS = [
     ("succeeded", "", "", 78), ("failed", "agent_error", "", 6),
     ("failed", "provider_error", "", 2),
-    ("budget_exceeded", "budget_exceeded", "max_tool_calls", 4),
-    ("budget_exceeded", "budget_exceeded", "max_cost_usd", 3),
-    ("budget_exceeded", "budget_exceeded", "max_wall_seconds", 2),
+    ("budget_exceeded", "budget_exceeded", TOOL_CALLS.name, 4),
+    ("budget_exceeded", "budget_exceeded", SPEND.name, 3),
+    ("budget_exceeded", "budget_exceeded", WALL.name, 2),
     ("cancelled", "cancelled", "", 3), ("lost", "worker_lost", "", 1), ("running", "", "", 1),
 ]  # fmt: skip
 WORDS = (
@@ -98,15 +98,13 @@ class RunRows:
         rng = self.rng
         agent = rng.choices(self.agents, self.agent_weights)[0]
         status, code, cap, _ = rng.choices(self.endings, self.ending_weights)[0]
-        tool_calls = 20 if cap == "max_tool_calls" else rng.randint(0, 6)
+        tool_calls = 20 if cap == TOOL_CALLS.name else rng.randint(0, 6)
         model_calls = rng.randint(1, 5)
         in_tok, out_tok = model_calls * rng.randint(150, 900), model_calls * rng.randint(20, 300)
         cost = Decimal(in_tok * 15 + out_tok * 60) / Decimal(100_000_000)
-        if cap == "max_cost_usd":
+        if cap == SPEND.name:
             cost = Decimal("0.5") + Decimal(rng.randint(0, 900)) / 100000
-        wall = (
-            300_000 + rng.randint(0, 900) if cap == "max_wall_seconds" else rng.randint(40, 25_000)
-        )
+        wall = 300_000 + rng.randint(0, 900) if cap == WALL.name else rng.randint(40, 25_000)
         order = f"A-{rng.randint(1000, 99999)}"
         question = f"{_sentence(rng, rng.randint(3, 9))} {order}?"
         user = rng.randint(1, self.users)

@@ -14,10 +14,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.accounts import user_set_role
+from runs.engine.caps import WALL
 from runs.models import Run
 from runs.roles import ROLES
-from runs.services import run_create
+from runs.services.runs import run_create
+from runs.services.users import user_set_role
 
 # Demo logins: a password per role, printed at start. `--no-demo` creates none of them.
 DEMO_USERS = {role: f"{role}-demo" for role in ROLES}
@@ -38,7 +39,7 @@ DEMO_RUNS = (
         "demo-slow",
         "cust-1004",
         {"question": "Is the nightly batch done?"},
-        {"max_wall_seconds": 30},
+        {WALL.name: 30},
     ),
     ("demo-hang", "cust-1005", {"question": "What was February's revenue?"}, None),
     ("demo-broken", "cust-1001", {"question": "Please refund order A-1001."}, None),

@@ -1,0 +1,232 @@
+"""`events_record`: the one write path for steps, used by the runner and by ingest alike. Secrets
+are masked here, values made storable, several writes of one step in one call folded into one,
+and large writes go through the bulk path (COPY) on PostgreSQL.
+
+PostgreSQL refuses NUL characters in text and in jsonb, and NaN or infinity in jsonb; agents
+produce all three (binary tool output, a float division). Stored instead: U+FFFD for a NUL, and
+the strings "nan", "inf", "-inf" for the numbers. SQLite would take them, but a step must read
+the same whichever database stored it.
+"""
+
+import json
+import math
+import re
+import weakref
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from ..engine.ids import uuid7
+from ..engine.masking import compile_patterns, mask
+from ..models import Event
+
+# Columns a re-sent step may change (`parent` first). `run` and `seq` are fixed by the first
+# write.
+EVENT_UPDATE_FIELDS = [
+    "parent", "kind", "name", "status", "started_at", "ended_at", "input", "output", "model",
+    "input_tokens", "output_tokens", "cost_usd", "error", "attributes",
+]  # fmt: skip
+REPLACEMENT = "\ufffd"
+# A JSON-escaped NUL (`\u0000`) that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+# Below this many rows the ORM's multi-row INSERT is cheaper than a COPY round trip (the runner
+# writes one step at a time).
+COPY_MIN_ROWS = 8
+_LOAD_TABLE = "agentops_event_load"
+# Database sessions (psycopg connections) known to hold the load table: it is created once per
+# session, and only counted as there once the transaction that created it has committed.
+_SESSIONS_WITH_LOAD_TABLE: "weakref.WeakSet" = weakref.WeakSet()
+
+COLUMNS = [f.column for f in Event._meta.concrete_fields]  # id, run_id, seq, parent_id, …
+_FIELD_OF_COLUMN = {f.column: f for f in Event._meta.concrete_fields}
+_JSON_COLUMNS = frozenset(
+    c for c, f in _FIELD_OF_COLUMN.items() if f.get_internal_type() == "JSONField"
+)
+_TEXT_COLUMNS = frozenset(
+    c for c, f in _FIELD_OF_COLUMN.items() if f.get_internal_type() == "CharField"
+)
+
+
+def text_safe(value):
+    """A string with each NUL replaced by U+FFFD; any other value unchanged."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", REPLACEMENT)
+    return value
+
+
+# One encoder each, built once: json.dumps() with options builds a new one on every call.
+_CHECK = json.JSONEncoder(allow_nan=False)
+_TEXT = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+_TEXT_LENIENT = json.JSONEncoder(ensure_ascii=False)
+
+
+def json_safe(value):
+    """A JSON value every database stores: NULs in strings (and keys) replaced, NaN and
+    infinities as strings. The value itself when it needs no change (the common case, found by
+    one C-speed `json.dumps`); values that are not JSON at all are returned as they are."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    try:
+        text = _CHECK.encode(value)
+    except ValueError as exc:
+        if "Circular reference" in str(exc):
+            return value
+        return _cleaned(value)
+    except TypeError:
+        return value  # not JSON: the write fails as it would have
+    return _cleaned(value) if "\\u0000" in text else value
+
+
+def json_text(value) -> str:
+    """`value` as JSON text with the same replacements as `json_safe` (for COPY)."""
+    try:
+        text = _TEXT.encode(value)
+    except ValueError:
+        text = _TEXT_LENIENT.encode(_cleaned(value))
+    if "\\u0000" in text:
+        text = _JSON_NUL.sub(r"\1\\ufffd", text)
+    return text
+
+
+def _cleaned(value):
+    if isinstance(value, str):
+        return text_safe(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {text_safe(k): _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cleaned(v) for v in value]
+    return value
+
+
+def masked(value):
+    """`value` with secrets masked by the default and the configured patterns."""
+    return mask(value, compile_patterns(settings.AGENTOPS_SECRET_PATTERNS))
+
+
+def events_record(*, events: list[dict]) -> int:
+    """Insert steps, or complete/replace them when their id is already stored (idempotent).
+
+    Each dict has Event field names (`run_id`, `seq`, `parent_id`, …). Agent-written fields are
+    masked here, so nothing that reaches the table skipped masking; NUL characters and NaN or
+    infinite numbers, which PostgreSQL cannot store, are replaced (see the module doc). A step given
+    twice in one call is written once: run and seq from its first dict, the rest from its last.
+    Returns the number of steps written.
+    """
+    rows = []
+    for data in events:
+        row = _normalized(dict(data))
+        written = {k: row[k] for k in ("input", "output", "error", "attributes") if row.get(k)}
+        if written:
+            row.update(masked(written))  # one walk per step
+        rows.append(row)
+    rows = merge_same_ids(rows)
+    if not rows:
+        return 0
+    if use_copy(len(rows)):
+        # Large writes (ingest batches) stream through COPY; see copy_upsert.
+        copy_upsert(rows, update_fields=EVENT_UPDATE_FIELDS)
+        return len(rows)
+    Event.objects.bulk_create(
+        [Event(**safe_row(row)) for row in rows],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=EVENT_UPDATE_FIELDS,
+    )
+    return len(rows)
+
+
+def _normalized(row: dict) -> dict:
+    """`row` with `run`/`parent` objects given as `run_id`/`parent_id`."""
+    for name in ("run", "parent"):
+        if name in row:
+            obj = row.pop(name)
+            row[f"{name}_id"] = obj.pk if obj is not None else None
+    return row
+
+
+def safe_row(row: dict) -> dict:
+    """`row` (Event field names) with text and JSON values every database accepts."""
+    for key, value in row.items():
+        if key in _JSON_COLUMNS:
+            row[key] = json_safe(value)
+        elif key in _TEXT_COLUMNS:
+            row[key] = text_safe(value)
+    return row
+
+
+def merge_same_ids(rows: list[dict]) -> list[dict]:
+    """One row per id, in first-seen order: a step written twice in one call (started, then
+    ended) keeps the run and seq of its first write and everything else of its last."""
+    by_id: dict = {}
+    for row in rows:
+        if row.get("id") is None:
+            row["id"] = uuid7()
+        first = by_id.get(row["id"])
+        if first is None:
+            by_id[row["id"]] = row
+        else:
+            kept = {k: first[k] for k in ("run_id", "seq") if k in first}
+            first.clear()
+            first.update(row, **kept)
+    return list(by_id.values())
+
+
+def use_copy(count: int) -> bool:
+    return connection.vendor == "postgresql" and count >= COPY_MIN_ROWS
+
+
+def copy_upsert(rows: list[dict], *, update_fields: list[str]) -> None:
+    """Upsert `rows` by id through COPY into a session-temporary table and one
+    INSERT … ON CONFLICT (id) DO UPDATE: the same semantics as the ORM's bulk upsert (a stored
+    step keeps its run and seq, the rest is replaced). PostgreSQL only."""
+    table = connection.ops.quote_name(Event._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(c) for c in COLUMNS)
+    updates = ", ".join(
+        f"{q} = EXCLUDED.{q}"
+        for q in (connection.ops.quote_name(Event._meta.get_field(f).column) for f in update_fields)
+    )
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        session = connection.connection
+        if session not in _SESSIONS_WITH_LOAD_TABLE:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LOAD_TABLE} "
+                f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            transaction.on_commit(lambda: _SESSIONS_WITH_LOAD_TABLE.add(session))
+        with connection.wrap_database_errors:
+            with cursor.cursor.copy(f"COPY {_LOAD_TABLE} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(_copy_row(row))
+        # Emptying the load table and upserting in one statement: nothing is left for a second
+        # call in this transaction. The commit then truncates the table (ON COMMIT DELETE ROWS),
+        # so the dead rows of one batch are not left for the next thousand to scan past.
+        cursor.execute(
+            f"WITH loaded AS (DELETE FROM {_LOAD_TABLE} RETURNING {names}) "
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM loaded "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+
+
+_JSON, _STR, _ANY = range(3)
+_COPY_PLAN = [
+    (c, _JSON if c in _JSON_COLUMNS else _STR if c in _TEXT_COLUMNS else _ANY, _FIELD_OF_COLUMN[c])
+    for c in COLUMNS
+]
+
+
+def _copy_row(row: dict) -> list:
+    values = []
+    for column, kind, field in _COPY_PLAN:
+        value = row[column] if column in row else field.get_default()
+        if value is None:
+            values.append(None)
+        elif kind == _JSON:
+            values.append(json_text(value))
+        elif kind == _STR:
+            values.append(text_safe(value))
+        else:
+            values.append(value)
+    return values

@@ -1,0 +1,183 @@
+"""Storing batches from agents that run elsewhere (source = external).
+
+Runs are upserted by id, steps through `events.events_record` (the one write path) by id, so
+re-sending a batch adds nothing. A re-sent item changes only the fields it carries: a `running`
+step is completed by sending its id again with `ended_at` (and `status`, `output`, tokens…). The
+server assigns each new step its `seq` (a client's `seq` only orders the new steps of one batch),
+which keeps a run's order unique however batches interleave.
+
+An external run's counters (tool and model calls, tokens, cost) are the sums over its steps: each
+batch adds what its steps added or changed, under the run's lock. A run sent without a start time
+starts at its first step; `wall_ms` runs from its start to its end.
+
+Concurrency: a batch holds a lock per run it touches for its whole transaction (PostgreSQL
+advisory locks taken in one global order, so batches sharing runs take turns and never deadlock;
+SQLite serializes writers anyway). That is what makes run creation, seq assignment and the
+counters safe when many clients send overlapping batches at once.
+"""
+
+from collections.abc import Callable
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..engine.budget import STEP_COUNTERS
+from ..models import TERMINAL_STATUSES, Run, RunSource, RunStatus
+from .events import json_safe, masked, text_safe
+from .ingest_steps import MAX_COST, UsageDelta, store_steps
+
+RUN_FIELDS = (
+    "agent",
+    "status",
+    "input",
+    "output",
+    "error",
+    "user_ref",
+    "session_ref",
+    "tags",
+    "metadata",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error_code",
+    "cap_hit",
+)
+_RUN_JSON = ("input", "output", "error", "metadata", "tags")
+_RUN_TEXT = ("agent", "user_ref", "session_ref")
+
+
+def ingest_batch(
+    *,
+    runs: list[dict],
+    events: list[dict],
+    replace_run: Callable[[dict | None, dict], bool] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Store valid runs and events (already shape-checked dicts with Event/Run field names, each
+    with its position in the request under `_index`; a field left out is a field not sent).
+
+    `replace_run(stored_metadata, item)` may veto updating an existing external run (OTLP uses it
+    so a stand-in never overwrites a better run); it is not asked when the run is new.
+    Returns (counts, rejected): counts of accepted items {"runs", "events"}, and
+    {"type", "index", "id", "reason"} for each item refused here (an event of an unknown run, an
+    id that belongs to a run executed here or to another run's step). Everything accepted is
+    committed when this returns.
+    """
+    rejected: list[dict] = []
+    with transaction.atomic():
+        run_ids = {r["id"] for r in runs} | {e["run_id"] for e in events}
+        _lock_runs(run_ids)
+        existing = Run.objects.filter(id__in=run_ids)
+        if not runs:  # only the counters and times change: leave the JSON columns unread
+            existing = existing.only("id", "source", "started_at", "finished_at", *STEP_COUNTERS)
+        existing = {run.id: run for run in existing}
+        accepted_runs, changed = _upsert_runs(runs, existing, rejected, replace_run)
+        external = {run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL}
+        accepted_steps, usage = store_steps(events, external, rejected)
+        for run_id in (changed | set(usage)) & external:
+            _save_run(existing[run_id], usage.get(run_id), changed)
+    return {"runs": accepted_runs, "events": accepted_steps}, rejected
+
+
+def _lock_runs(run_ids) -> None:
+    if connection.vendor != "postgresql" or not run_ids:
+        return
+    # One 64-bit key per run, locked in ascending order: two batches never wait on each other
+    # in opposite orders. A collision of keys only makes two runs share a lock.
+    keys = sorted({_lock_key(run_id) for run_id in run_ids})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", [keys])
+
+
+def _lock_key(run_id) -> int:
+    value = run_id.int
+    key = ((value >> 64) ^ value) & (2**64 - 1)
+    return key - 2**64 if key >= 2**63 else key
+
+
+def _run_values(item: dict) -> dict:
+    values = {k: item[k] for k in RUN_FIELDS if k in item}
+    for key in _RUN_JSON:
+        if values.get(key) is not None:
+            values[key] = json_safe(masked(values[key]))
+    for key in _RUN_TEXT:
+        if key in values:
+            values[key] = text_safe(values[key])
+    return values
+
+
+def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run):
+    """Create the new runs at once; apply items to the stored ones in memory (saved with their
+    counters at the end). Returns (accepted count, ids of stored runs that changed)."""
+    accepted = 0
+    created: dict = {}
+    changed: set = set()
+    now = timezone.now()
+    for index, item in _with_index(items):
+        current = existing.get(item["id"])
+        if current is not None and current.source != RunSource.EXTERNAL:
+            rejected.append(_reject(index, item, "this id belongs to a run executed here"))
+            continue
+        accepted += 1
+        values = _run_values(item)
+        if current is None:
+            values.setdefault("status", RunStatus.RUNNING)
+            if values.get("input") is None:
+                values["input"] = {}
+            if not values.get("created_at"):
+                values["created_at"] = values.get("started_at") or now
+            current = Run(id=item["id"], source=RunSource.EXTERNAL)
+            existing[current.id] = created[current.id] = current
+        elif replace_run is not None and not replace_run(current.metadata, item):
+            continue
+        else:
+            values.pop("created_at", None)  # a run keeps its place in the list
+            if values.get("input", current.input) is None:
+                values["input"] = {}
+            if current.id not in created:
+                changed.add(current.id)
+        for key, value in values.items():
+            setattr(current, key, value)
+        if current.status in TERMINAL_STATUSES and not current.finished_at:
+            current.finished_at = now
+        error = current.error if isinstance(current.error, dict) else {}
+        current.error_code = str(error.get("code") or "")[:40]
+        budget = current.status == RunStatus.BUDGET_EXCEEDED
+        current.cap_hit = str(error.get("cap") or "")[:40] if budget else ""
+    if created:
+        for run in created.values():
+            run.wall_ms = _wall_ms(run)
+        Run.objects.bulk_create(list(created.values()))
+    return accepted, changed
+
+
+def _with_index(items: list[dict]):
+    for item in items:
+        yield item.pop("_index"), item
+
+
+def _reject(index: int, item: dict, reason: str) -> dict:
+    return {"type": "run", "index": index, "id": str(item.get("id", "")), "reason": reason}
+
+
+def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
+    fields = {"started_at", "wall_ms"}
+    if usage is not None:
+        # Under the run's lock: what is stored plus what this batch changed is the sum.
+        run.tool_calls = max(0, run.tool_calls + usage.tool_calls)
+        run.model_calls = max(0, run.model_calls + usage.model_calls)
+        run.input_tokens = max(0, run.input_tokens + usage.input_tokens)
+        run.output_tokens = max(0, run.output_tokens + usage.output_tokens)
+        run.cost_usd = min(max(run.cost_usd + usage.cost_usd, 0), MAX_COST)
+        if run.started_at is None:
+            run.started_at = usage.first_start
+        fields.update(STEP_COUNTERS)
+    if run.id in changed:
+        fields.update(RUN_FIELDS)
+    run.wall_ms = _wall_ms(run)
+    Run.objects.filter(id=run.id).update(**{name: getattr(run, name) for name in fields})
+
+
+def _wall_ms(run: Run) -> int | None:
+    if run.started_at is None or run.finished_at is None:
+        return None
+    return max(0, int((run.finished_at - run.started_at).total_seconds() * 1000))

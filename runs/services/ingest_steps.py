@@ -1,0 +1,176 @@
+"""The steps of an ingest batch: merged per id, matched against the stored steps, numbered,
+priced, written through `events.events_record`, and what they change in their runs' counters.
+Called by `ingest.ingest_batch` inside its transaction, with the runs locked."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from ..engine.budget import Usage, cost_of
+from ..models import Event
+from ..selectors.prices import price_at, prices_of
+from .events import COLUMNS, events_record
+
+# The largest value the cost columns hold (14 digits, 6 after the point).
+MAX_COST = Decimal("99999999.999999")
+# Every column of a step, as `values()` names them.
+EVENT_FIELDS = tuple(COLUMNS)
+
+
+@dataclass
+class UsageDelta(Usage):
+    """What a batch adds to (or, for a re-sent step, takes from) one run's counters, and the
+    earliest start among the steps it adds."""
+
+    first_start: datetime | None = None
+
+    def add(self, row: dict, sign: int = 1) -> None:
+        kind = row.get("kind")
+        if kind == "tool_call":
+            self.tool_calls += sign
+        elif kind == "model_call":
+            self.model_calls += sign
+        self.input_tokens += sign * (row.get("input_tokens") or 0)
+        self.output_tokens += sign * (row.get("output_tokens") or 0)
+        self.cost_usd += sign * (row.get("cost_usd") or 0)
+        if sign > 0 and (self.first_start is None or row["started_at"] < self.first_start):
+            self.first_start = row["started_at"]
+
+
+def store_steps(items: list[dict], known_runs: set, rejected: list) -> tuple[int, dict]:
+    """Write the steps of known external runs; reject the others. Returns (accepted count,
+    {run_id: UsageDelta})."""
+    merged, indexes = _merge_by_id(items, known_runs, rejected)
+    accepted = sum(len(positions) for positions in indexes.values())
+    if not merged:
+        return accepted, {}
+    stored_ids, last_seq = _stored_ids_and_last_seq(
+        list(merged), list({item["run_id"] for item in merged.values()})
+    )
+    stored = {}
+    if stored_ids:  # re-sent steps: read them whole to merge into
+        rows = Event.objects.filter(id__in=stored_ids).values(*EVENT_FIELDS)
+        stored = {row["id"]: row for row in rows}
+    usage: dict = {}
+    rows, fresh_by_run = [], {}
+    for event_id, item in merged.items():
+        old = stored.get(event_id)
+        if old is None:
+            item.setdefault("started_at", timezone.now())
+            fresh_by_run.setdefault(item["run_id"], []).append(item)
+            continue
+        if old["run_id"] != item["run_id"]:
+            for index in indexes[event_id]:
+                rejected.append(_reject(index, item, "this id is a step of another run"))
+            accepted -= len(indexes[event_id])
+            continue
+        if item.get("status") == "running" and old["status"] != "running":
+            continue  # a late copy of the step's start: the step has ended already
+        if "status" not in item and item.get("ended_at") and old["status"] == "running":
+            item["status"] = "ok"
+        row = {**old, **item, "seq": old["seq"]}
+        if "cost_usd" not in item and ("input_tokens" in item or "output_tokens" in item):
+            row["cost_usd"] = None  # priced again from the new token counts
+        rows.append(row)
+        usage.setdefault(row["run_id"], UsageDelta()).add(old, -1)
+    rows.extend(_numbered(fresh_by_run, last_seq))
+    _price_missing_costs(rows)
+    for row in rows:
+        usage.setdefault(row["run_id"], UsageDelta()).add(row)
+    events_record(events=rows)
+    return accepted, usage
+
+
+def _merge_by_id(items: list[dict], known_runs: set, rejected: list) -> tuple[dict, dict]:
+    """{id: item} with the fields of later items of the same id over earlier ones (a step
+    started and ended in one batch), and {id: [positions]}."""
+    merged: dict = {}
+    indexes: dict = {}
+    for item in items:
+        index = item.pop("_index")
+        if item["run_id"] not in known_runs:
+            reason = "its run_id names no external run (send the run first or in this batch)"
+            rejected.append(_reject(index, item, reason))
+            continue
+        first = merged.get(item["id"])
+        if first is None:
+            merged[item["id"]] = item
+            indexes[item["id"]] = [index]
+        elif first["run_id"] != item["run_id"]:
+            rejected.append(_reject(index, item, "this id is a step of another run"))
+        else:
+            first.update({k: v for k, v in item.items() if k != "seq"})
+            indexes[item["id"]].append(index)
+    return merged, indexes
+
+
+def _reject(index: int, item: dict, reason: str) -> dict:
+    return {"type": "event", "index": index, "id": str(item.get("id", "")), "reason": reason}
+
+
+def _stored_ids_and_last_seq(ids: list, run_ids: list) -> tuple[list, dict]:
+    """Which of `ids` are stored steps, and each run's highest seq: one round trip."""
+    table = connection.ops.quote_name(Event._meta.db_table)
+    if connection.vendor == "postgresql":
+        # Each list as one array literal: cheaper to send and to plan than 100 parameters. Each
+        # run's last seq is one step back along the (run_id, seq) index, however long the run.
+        sql = (
+            f"SELECT 0, id, NULL FROM {table} WHERE id = ANY(%s::uuid[]) UNION ALL "
+            f"SELECT 1, r, (SELECT MAX(seq) FROM {table} WHERE run_id = r) "
+            "FROM unnest(%s::uuid[]) AS r"
+        )
+        params = ["{" + ",".join(map(str, ids)) + "}", "{" + ",".join(map(str, run_ids)) + "}"]
+    else:
+        pk = Event._meta.pk
+        sql = (
+            f"SELECT 0, id, NULL FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+            f"UNION ALL SELECT 1, run_id, MAX(seq) FROM {table} "
+            f"WHERE run_id IN ({', '.join(['%s'] * len(run_ids))}) GROUP BY run_id"
+        )
+        params = [pk.get_db_prep_value(i, connection) for i in [*ids, *run_ids]]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    stored = [uuid.UUID(str(value)) for which, value, _ in found if which == 0]
+    last = {
+        uuid.UUID(str(value)): seq for which, value, seq in found if which == 1 and seq is not None
+    }
+    return stored, last
+
+
+def _numbered(fresh_by_run: dict, last: dict) -> list[dict]:
+    """New steps with the next free seq of their run, in the order the client gave them (its
+    `seq`, else their start time)."""
+    rows = []
+    for run_id, fresh in fresh_by_run.items():
+        fresh.sort(key=lambda e: (e.get("seq") is None, e.get("seq") or 0, e["started_at"]))
+        seq = last.get(run_id, -1) + 1
+        for item in fresh:
+            item["seq"] = seq
+            seq += 1
+            rows.append(item)
+    return rows
+
+
+def _price_missing_costs(rows: list[dict]) -> None:
+    """Price each step that carries tokens but no cost at the price in effect when it started
+    (one query for the batch)."""
+    unpriced = [
+        row
+        for row in rows
+        if row.get("cost_usd") is None
+        and row.get("model")
+        and (row.get("input_tokens") is not None or row.get("output_tokens") is not None)
+    ]
+    if not unpriced:
+        return
+    prices = prices_of(row["model"] for row in unpriced)
+    for row in unpriced:
+        price = price_at(prices.get(row["model"], []), row["started_at"])[0]
+        if price is not None:
+            cost = cost_of(row.get("input_tokens") or 0, row.get("output_tokens") or 0, price)
+            row["cost_usd"] = min(cost, MAX_COST)

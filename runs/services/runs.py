@@ -1,0 +1,247 @@
+"""Writes to runs executed here: create (and dispatch to a worker), cancel, claim, finish, end
+as lost. Keyword-only; views, API operations and tasks call these.
+
+Dispatch is an outbox: a run is created `queued` and sent to the broker after its transaction
+commits; `dispatched_at` says the broker took the message. A send that fails (the broker is down)
+leaves the run queued and unsent, and `runs_redispatch` (beat, and every worker as it starts)
+sends it later, as it does a message sent but not taken for a while. A run may so be sent twice;
+`run_claim` lets exactly one delivery execute it.
+"""
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..agents import get_agent
+from ..engine.caps import CapError, CapRaiseNotAllowed, resolve_caps
+from ..errors import Conflict, Forbidden, InvalidInput
+from ..models import TERMINAL_STATUSES, Event, Run, RunSource, RunStatus
+from ..selectors.caps import cap_policies_for
+from .events import masked
+
+log = logging.getLogger(__name__)
+
+EXECUTE_TASK = "runs.execute"  # runs.tasks.execute_run, sent by name (tasks import this module)
+# A queued run whose message was not sent is sent again after this long (the send after commit
+# normally happens within milliseconds); one sent but not taken, after REDISPATCH_AFTER doubled
+# for each send already made, up to REDISPATCH_MAX, so a long backlog does not pile up copies.
+UNSENT_GRACE = timedelta(seconds=10)
+REDISPATCH_AFTER = timedelta(seconds=60)
+REDISPATCH_MAX = timedelta(hours=1)
+REDISPATCH_BATCH = 500
+
+
+def run_create(
+    *,
+    agent: str,
+    input,
+    caps: dict | None = None,
+    may_raise_caps: bool = False,
+    user_ref: str = "",
+    session_ref: str = "",
+    tags: Iterable[str] = (),
+    metadata: dict | None = None,
+    created_by=None,
+    replay_of: Run | None = None,
+    replay_mode: str = "",
+) -> Run:
+    """Create a queued run of a registered agent and enqueue it once the transaction commits.
+
+    The caps are resolved (global ← agent ← request) and frozen on the run. Raises InvalidInput
+    with code `unknown_agent` or `invalid_caps`; nothing is written then.
+    """
+    spec = get_agent(agent)
+    if spec is None:
+        raise InvalidInput(f"no agent named {agent!r} is registered here", code="unknown_agent")
+    global_policy, agent_policy = cap_policies_for(agent)
+    try:
+        frozen = resolve_caps(global_policy, agent_policy, caps or {}, may_raise=may_raise_caps)
+    except CapRaiseNotAllowed as exc:
+        raise Forbidden(
+            str(exc), code="cap_above_policy", details={"cap": exc.field, "reason": exc.message}
+        ) from None
+    except CapError as exc:
+        raise InvalidInput(
+            str(exc), code="invalid_caps", details={"cap": exc.field, "reason": str(exc)}
+        ) from None
+
+    with transaction.atomic():
+        run = Run.objects.create(
+            agent=agent,
+            status=RunStatus.QUEUED,
+            input=masked(input),
+            caps=frozen.to_dict(),
+            user_ref=user_ref,
+            session_ref=session_ref,
+            tags=list(tags),
+            metadata=masked(metadata or {}),
+            source=RunSource.INTERNAL,
+            created_by=created_by,
+            replay_of=replay_of,
+            replay_mode=replay_mode,
+        )
+        transaction.on_commit(lambda: run_dispatch(run_id=run.id))
+    return run
+
+
+def run_dispatch(*, run_id, now=None) -> bool:
+    """Send a queued run to the broker and note that it was sent (at `now`). Never raises: when
+    the broker cannot take it, the run stays queued and unsent, and `runs_redispatch` sends it
+    later."""
+    try:
+        _send(run_id)
+    except Exception as exc:  # the broker is down or refused: the outbox keeps the run
+        log.warning("run %s not sent to the broker (will retry): %s", run_id, exc)
+        return False
+    Run.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
+        dispatched_at=now or timezone.now(), dispatches=F("dispatches") + 1
+    )
+    return True
+
+
+def _send(run_id) -> None:
+    current_app.send_task(
+        EXECUTE_TASK,
+        args=[str(run_id)],
+        queue=settings.AGENTOPS_QUEUE,
+        # One quick retry: a broker that is down is the outbox's to wait for, not the request's.
+        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+    )
+
+
+def runs_redispatch(*, now=None) -> int:
+    """Send again the queued runs whose message was never sent, or was sent but not taken for a
+    while (see the module doc). Stops at the first send that fails (the broker is still down).
+    Returns how many were sent."""
+    now = now or timezone.now()
+    due = Q(dispatched_at__isnull=True, created_at__lt=now - UNSENT_GRACE) | Q(
+        dispatched_at__lte=now - REDISPATCH_AFTER
+    )
+    candidates = (
+        Run.objects.filter(due, status=RunStatus.QUEUED, source=RunSource.INTERNAL)
+        .order_by("created_at")
+        .values_list("id", "dispatched_at", "dispatches")[:REDISPATCH_BATCH]
+    )
+    sent = 0
+    for run_id, dispatched_at, dispatches in list(candidates):
+        if dispatched_at is not None:
+            wait = min(REDISPATCH_AFTER * 2 ** max(dispatches - 1, 0), REDISPATCH_MAX)
+            if now - dispatched_at < wait:
+                continue
+        # Taken by this pass only if no other pass re-sent it meanwhile.
+        taken = Run.objects.filter(
+            id=run_id, status=RunStatus.QUEUED, dispatches=dispatches, dispatched_at=dispatched_at
+        ).update(dispatched_at=now)
+        if not taken:
+            continue
+        if not run_dispatch(run_id=run_id, now=now):
+            Run.objects.filter(id=run_id, dispatches=dispatches).update(dispatched_at=dispatched_at)
+            break
+        sent += 1
+    return sent
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Cancel a run: a queued one ends `cancelled` at once; a running one is asked to stop and
+    its runner ends it at its next step or sooner. A finished run cannot be cancelled (Conflict)."""
+    now = timezone.now()
+    error = {"code": "cancelled", "message": "Cancelled before it started."}
+    if Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED,
+        error=error,
+        error_code="cancelled",
+        cancel_requested_at=now,
+        finished_at=now,
+    ):
+        run.refresh_from_db()
+        return run
+    if Run.objects.filter(id=run.id, status=RunStatus.RUNNING).update(cancel_requested_at=now):
+        run.refresh_from_db()
+        return run
+    run.refresh_from_db()
+    raise Conflict(f"run {run.id} is already {run.status}", code="run_finished")
+
+
+def run_claim(*, run_id, worker: str, safe_to_retry: bool) -> Run | None:
+    """Take a queued run for this worker. Returns the run to execute, or None when there is
+    nothing to do: the run is gone, finished, or is being executed by a live attempt.
+
+    A run found `running` with a stale heartbeat was started by an attempt whose worker died; it
+    ends `lost` (worker_lost) unless its agent is safe to retry, so a run never runs twice.
+    """
+    now = timezone.now()
+    claimed = Run.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker, attempt=1
+    )
+    if claimed:
+        return Run.objects.get(id=run_id)
+    run = Run.objects.filter(id=run_id).first()
+    if run is None or run.status != RunStatus.RUNNING:
+        return None
+    stale_before = now - timedelta(seconds=settings.AGENTOPS_HEARTBEAT_STALE_SECONDS)
+    if run.heartbeat_at and run.heartbeat_at >= stale_before:
+        return None  # a live attempt holds it: this delivery is a duplicate
+    if safe_to_retry:
+        retaken = Run.objects.filter(
+            id=run_id, status=RunStatus.RUNNING, attempt=run.attempt
+        ).update(heartbeat_at=now, worker=worker, attempt=run.attempt + 1)
+        return Run.objects.get(id=run_id) if retaken else None
+    run_mark_lost(run_id=run.id, reason="its worker stopped and the task was delivered again")
+    return None
+
+
+def run_mark_lost(*, run_id, reason: str) -> bool:
+    """End a running run as `lost` (worker_lost). Steps already written are kept; a step left
+    `running` is closed as `cancelled`. Returns False when the run was not running."""
+    now = timezone.now()
+    error = {"code": "worker_lost", "message": f"The run was lost: {reason}."}
+    with transaction.atomic():
+        ended = Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.LOST, error=error, error_code="worker_lost", finished_at=now
+        )
+        if ended:
+            Event.objects.filter(run_id=run_id, status="running").update(
+                status="cancelled", ended_at=now
+            )
+    return bool(ended)
+
+
+def runs_reap(*, stale_after_seconds: int | None = None) -> int:
+    """End every running run whose heartbeat stopped more than `stale_after_seconds` ago."""
+    seconds = stale_after_seconds or settings.AGENTOPS_HEARTBEAT_STALE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=seconds)
+    stale = Run.objects.filter(
+        status=RunStatus.RUNNING, source=RunSource.INTERNAL, heartbeat_at__lt=cutoff
+    ).values_list("id", flat=True)
+    return sum(
+        run_mark_lost(run_id=run_id, reason=f"no heartbeat for over {seconds} s")
+        for run_id in list(stale)
+    )
+
+
+def run_finish(*, run_id, status: str, output=None, error: dict | None = None, usage=None) -> bool:
+    """Record a run's outcome. Only a running run can finish; returns False otherwise (it was
+    reaped or cancelled meanwhile and keeps that state)."""
+    assert status in TERMINAL_STATUSES, status
+    now = timezone.now()
+    fields = {
+        "status": status,
+        "output": masked(output) if output is not None else None,
+        "error": masked(error) if error else None,
+        "error_code": (error or {}).get("code", "")[:40],
+        "cap_hit": (error or {}).get("cap", "")[:40] if status == "budget_exceeded" else "",
+        "finished_at": now,
+    }
+    if usage is not None:
+        fields.update(usage.fields())
+    return bool(Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(**fields))
+
+
+def run_usage_update(*, run_id, usage) -> None:
+    Run.objects.filter(id=run_id).update(**usage.fields())

@@ -1,0 +1,273 @@
+"""What a worker process does for a queued run (the `runs.execute` task): claim it, execute the
+agent through the engine's runner with a database recorder, record the outcome; and the one
+heartbeat thread per process that keeps its runs' liveness and carries cancel requests.
+
+Recording goes through `services.events.events_record`, the one write path for steps.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.db.models import Max
+from django.utils import timezone
+
+from .agents import AgentSpec, get_agent
+from .engine.budget import Usage
+from .engine.caps import Caps
+from .engine.ids import uuid7
+from .engine.runner import execute
+from .models import Event, ReplayMode, Run, RunStatus
+from .providers import RecordedProvider, ReplayProvider, get_provider
+from .selectors.prices import PriceCache
+from .selectors.replay import recording_of
+from .services.events import events_record, masked
+from .services.runs import run_claim, run_finish, run_usage_update
+
+log = logging.getLogger(__name__)
+
+
+def release_connection() -> None:
+    """Give a pooled PostgreSQL connection back between steps, so hundreds of runs waiting on
+    their tools share a few connections. SQLite keeps its (cheap, per-thread) connection."""
+    if connection.vendor == "postgresql" and "pool" in connection.settings_dict["OPTIONS"]:
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+class DbRecorder:
+    """The runner's Recorder, writing through `events_record` (the one write path).
+
+    A step that ends quickly is written once, complete. A step still running when the runner next
+    checks in (it does every 0.2 s while it waits) is written then with status `running`, and
+    rewritten whole when it ends: a hanging call is visible while it hangs, and a fast one costs
+    one write instead of two. Cancel requests arrive through the heartbeat thread.
+    """
+
+    # Counters on the run row are for people watching; the budget itself is enforced in memory.
+    # Writing them at most this often (and at the end) keeps a step to one or two writes.
+    USAGE_WRITE_INTERVAL = 0.5
+
+    def __init__(self, run: Run, cancelled: threading.Event):
+        self.run_id = run.id
+        self._cancelled = cancelled
+        last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
+        self._next_seq = 0 if last is None else last + 1
+        self._open: dict = {}  # step id -> its row
+        self._unwritten: dict = {}  # started steps not yet in the table
+        self._usage_written = 0.0
+
+    def step_started(self, kind, name, *, input=None, model="", parent=None, attributes=None):
+        row = {
+            "id": uuid7(),
+            "run_id": self.run_id,
+            "seq": self._next_seq,
+            "parent_id": parent,
+            "kind": kind,
+            "name": (name or "")[:200],
+            "status": "running",
+            "started_at": timezone.now(),
+            "input": input,
+            "model": (model or "")[:200],
+            "attributes": dict(attributes or {}),
+        }
+        self._next_seq += 1
+        self._open[row["id"]] = row
+        self._unwritten[row["id"]] = row
+        return row["id"]
+
+    def step_ended(
+        self,
+        ref,
+        status,
+        *,
+        output=None,
+        error=None,
+        input_tokens=None,
+        output_tokens=None,
+        cost_usd=None,
+        attributes=None,
+    ):
+        row = self._open.pop(ref)
+        self._unwritten.pop(ref, None)
+        row.update(
+            status=status,
+            ended_at=timezone.now(),
+            output=output,
+            error=error,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=Decimal(cost_usd) if cost_usd is not None else None,
+        )
+        if attributes:
+            row["attributes"] = {**row["attributes"], **attributes}
+        self._write([row])
+
+    def usage_changed(self, usage: Usage) -> None:
+        now = time.monotonic()
+        if now - self._usage_written >= self.USAGE_WRITE_INTERVAL:
+            run_usage_update(run_id=self.run_id, usage=usage)
+            release_connection()
+            self._usage_written = now
+
+    def cancel_requested(self) -> bool:
+        # Called before every step and every 0.2 s while a call is awaited: steps still running
+        # by now are written, so what hangs is visible.
+        if self._unwritten:
+            rows = list(self._unwritten.values())
+            self._unwritten.clear()
+            self._write([dict(row) for row in rows])
+        return self._cancelled.is_set()
+
+    def _write(self, rows: list[dict]) -> None:
+        events_record(events=rows)
+        release_connection()
+
+
+def provider_factory(spec: AgentSpec):
+    """The agent's provider, with the deployment's settings for providers that need them."""
+    config = dict(spec.provider_config)
+    if spec.provider == "openai":
+        config.setdefault("base_url", settings.OPENAI_BASE_URL)
+        config.setdefault("api_key", settings.OPENAI_API_KEY)
+    elif spec.provider == "anthropic":
+        config.setdefault("base_url", settings.ANTHROPIC_BASE_URL)
+        config.setdefault("api_key", settings.ANTHROPIC_API_KEY)
+    return get_provider(spec.provider, **config)
+
+
+def spec_and_provider_for(run: Run, spec: AgentSpec, live_factory):
+    """The agent spec (a re-execution's model override applied) and the provider factory to
+    execute `run` with: for a `recorded_model` re-execution, the original's model answers in
+    order, going live (or stopping) where the run leaves them."""
+    options = (run.metadata or {}).get("replay") or {}
+    if options.get("model"):
+        spec = replace(spec, model=options["model"])
+    if run.replay_mode != ReplayMode.RECORDED_MODEL or run.replay_of_id is None:
+        return spec, live_factory
+    recording = recording_of(run_id=run.replay_of_id)
+
+    def factory(agent_spec):
+        recorded = RecordedProvider(recording, normalize=masked)
+        return ReplayProvider(
+            recorded,
+            lambda: live_factory(agent_spec),
+            on_divergence=options.get("on_divergence", "stop"),
+        )
+
+    return spec, factory
+
+
+def run_execute(*, run_id, worker: str) -> None:
+    """Claim and execute one run; a no-op when the run is gone, finished or held elsewhere."""
+    agent_name = Run.objects.filter(id=run_id).values_list("agent", flat=True).first()
+    if agent_name is None:
+        return
+    spec = get_agent(agent_name)
+    run = run_claim(run_id=run_id, worker=worker, safe_to_retry=bool(spec and spec.safe_to_retry))
+    if run is None:
+        return
+    if spec is None:
+        run_finish(
+            run_id=run.id,
+            status=RunStatus.FAILED,
+            error={
+                "code": "unknown_agent",
+                "message": f"no agent named {agent_name!r} is registered on worker {worker}",
+            },
+        )
+        return
+
+    cancelled = heartbeat.watch(run.id)
+    try:
+        spec, factory = spec_and_provider_for(run, spec, provider_factory)
+        recorder = DbRecorder(run, cancelled)
+        outcome = execute(
+            spec,
+            run.input,
+            Caps.from_dict(run.caps),
+            recorder,
+            price_for=PriceCache(on_read=release_connection),
+            provider_factory=factory,
+        )
+        run_finish(
+            run_id=run.id,
+            status=outcome.status,
+            output=outcome.output,
+            error=outcome.error,
+            usage=outcome.usage,
+        )
+    except Exception as exc:
+        # The recording itself failed (database gone, a bug): end the run visibly, not silently.
+        log.exception("run %s could not be recorded", run.id)
+        run_finish(
+            run_id=run.id,
+            status=RunStatus.FAILED,
+            error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"},
+        )
+    finally:
+        heartbeat.unwatch(run.id)
+        release_connection()
+
+
+class Heartbeat:
+    """One thread per worker process for every run it executes. Every interval it stamps
+    `heartbeat_at` on all of them in one UPDATE and reads which of them were asked to cancel in
+    one SELECT, then sets those runs' cancel events. A run's liveness therefore does not depend
+    on what its agent code is doing, and a cancel reaches the runner within about an interval
+    without the runner touching the database."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._watched: dict[str, threading.Event] = {}
+        self._thread: threading.Thread | None = None
+
+    def watch(self, run_id) -> threading.Event:
+        """Start beating for `run_id`; the returned event is set when a cancel is requested."""
+        cancelled = threading.Event()
+        with self._lock:
+            self._watched[str(run_id)] = cancelled
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="agentops-heartbeat", daemon=True
+                )
+                self._thread.start()
+        return cancelled
+
+    def unwatch(self, run_id) -> None:
+        with self._lock:
+            self._watched.pop(str(run_id), None)
+
+    def beat_once(self) -> None:
+        with self._lock:
+            watched = dict(self._watched)
+        if not watched:
+            return
+        ids = list(watched)
+        Run.objects.filter(id__in=ids, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        asked = Run.objects.filter(id__in=ids, cancel_requested_at__isnull=False).values_list(
+            "id", flat=True
+        )
+        for run_id in asked:
+            event = watched.get(str(run_id))
+            if event is not None:
+                event.set()
+
+    def _loop(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(self.interval):
+            try:
+                close_old_connections()
+                self.beat_once()
+                release_connection()
+            except Exception:  # a database hiccup must not end the heartbeat thread
+                log.exception("heartbeat failed; retrying")
+                connection.close()
+
+
+heartbeat = Heartbeat(interval=settings.AGENTOPS_HEARTBEAT_INTERVAL)
