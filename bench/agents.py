@@ -38,3 +38,18 @@ def bench_io(ctx, input):
     for _ in range(int(input.get("calls", 3))):
         ctx.tool("bench_wait", {"seconds": float(input.get("seconds", 1.0))})
     return {"ok": True}
+
+
+BENCH_MODEL = "bench-model"  # priced by the benchmark that uses it
+
+
+@agent(
+    "bench-model",
+    description="`calls` model calls of 50 ms each (I/O, as a real model call is mostly waiting).",
+    model=BENCH_MODEL,
+    provider_config={"script": [{"content": "ok", "delay_s": 0.05}], "loop": True},
+)
+def bench_model(ctx, input):
+    for i in range(int(input.get("calls", 20))):
+        ctx.model([{"role": "user", "content": f"call {i}"}], max_tokens=20)
+    return {"calls": input.get("calls", 20)}

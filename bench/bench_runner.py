@@ -7,9 +7,13 @@
    started_at − created_at per run.
 3. Concurrent I/O-bound runs on one worker host: N runs whose tool calls each await 1 s, all
    queued at once to one worker process (threads pool); the most runs executing at the same time.
+4. Spend windows: N runs executed at once in this process (a thread each), every model call
+   holding its worst case against the same window and settling it; the time the hold and the
+   settle take per model call (p50, p99), and the same runs without a window for comparison.
 
 Usage (PostgreSQL + Redis by default; a database of its own, created if missing):
     .venv/bin/python bench/bench_runner.py [--steps 500] [--latency-runs 100] [--concurrent 250]
+        [--window-runs 50] [--only overhead|latency|concurrency|windows]
 """
 
 import argparse
@@ -167,11 +171,103 @@ def bench_concurrency(n: int, calls: int, seconds: float) -> None:
           f"(ideal {calls * seconds:.2f} s); all done in {elapsed:.1f} s")  # fmt: skip
 
 
+def bench_windows(runs: int, calls: int) -> None:
+    import threading
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from bench.agents import BENCH_MODEL
+    from runs.models import ModelPrice, Run, SpendWindow
+    from runs.services import windows as window_service
+    from runs.services.windows import window_create
+    from runs.worker import run_execute
+
+    ModelPrice.objects.get_or_create(
+        model=BENCH_MODEL, defaults={"input_per_mtok": 1, "output_per_mtok": 2}
+    )
+    timings: list[float] = []
+    lock = threading.Lock()
+    original = window_service.DbSpendGuard
+
+    class TimedGuard(original):
+        def reserve(self, amount):
+            t0 = time.perf_counter()
+            try:
+                return super().reserve(amount)
+            finally:
+                with lock:
+                    timings.append(time.perf_counter() - t0)
+
+        def settle(self, ref, cost):
+            t0 = time.perf_counter()
+            super().settle(ref, cost)
+            with lock:
+                timings.append(time.perf_counter() - t0)
+
+    def execute_all(label: str) -> float:
+        ids = [
+            Run.objects.create(agent="bench-model", input={"calls": calls}, caps={}).id
+            for _ in range(runs)
+        ]
+        threads = [
+            threading.Thread(target=lambda i=i: (run_execute(run_id=i, worker="bench"),
+                                                 connection.close()))
+            for i in ids
+        ]  # fmt: skip
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        done = Run.objects.filter(id__in=ids, status="succeeded").count()
+        per_call = cpu * 1000 / (runs * calls)
+        print(f"  {label}: {done}/{runs} succeeded in {wall:.2f} s, "
+              f"{per_call:.3f} ms CPU per model call (this process)")  # fmt: skip
+        return wall
+
+    def ids_alone():
+        return Run.objects.create(agent="bench-model", input={}, caps={}).id
+
+    print(f"[windows] {runs} runs at once x {calls} model calls, one window covering all")
+    SpendWindow.objects.all().delete()
+    execute_all("no window")
+    window = window_create(scope="global", period="day", limit_usd="99999")
+    window_service.DbSpendGuard = TimedGuard
+    import runs.worker as worker_module
+
+    worker_module.DbSpendGuard = TimedGuard
+    try:
+        execute_all("one window")
+    finally:
+        worker_module.DbSpendGuard = window_service.DbSpendGuard = original
+    per_call = [a + b for a, b in zip(timings[0::2], timings[1::2], strict=False)]
+    ms = [t * 1000 for t in per_call]
+    p50, p99 = percentile(ms, 50), percentile(ms, 99)
+    print(f"  hold + settle per model call: p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
+          f"max {max(ms):.3f} ms over {len(ms)} calls")  # fmt: skip
+    alone = window_service.DbSpendGuard(run_id=ids_alone(), scopes=["global"])
+    single = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        alone.settle(alone.reserve(Decimal("0.001")), Decimal("0.0005"))
+        single.append((time.perf_counter() - t0) * 1000)
+    print(f"  one run alone: hold + settle p50 {percentile(single, 50):.3f} ms  "
+          f"p99 {percentile(single, 99):.3f} ms over {len(single)} calls")  # fmt: skip
+    state = window.periods.get()
+    print(f"  window spent ${Decimal(state.spent_micros) / 1_000_000}, "
+          f"held ${Decimal(state.reserved_micros) / 1_000_000} after")  # fmt: skip
+    window.delete()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--latency-runs", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=250)
+    parser.add_argument("--window-runs", type=int, default=50)
+    parser.add_argument("--only", choices=["overhead", "latency", "concurrency", "windows"])
     args = parser.parse_args()
 
     ensure_database(os.environ["DATABASE_URL"])
@@ -184,9 +280,14 @@ def main():
     call_command("migrate", verbosity=0)
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}; "
           f"cores: {os.cpu_count()}")  # fmt: skip
-    bench_overhead(args.steps)
-    bench_latency(args.latency_runs)
-    bench_concurrency(args.concurrent, calls=3, seconds=1.0)
+    if args.only in (None, "overhead"):
+        bench_overhead(args.steps)
+    if args.only in (None, "latency"):
+        bench_latency(args.latency_runs)
+    if args.only in (None, "concurrency"):
+        bench_concurrency(args.concurrent, calls=3, seconds=1.0)
+    if args.only in (None, "windows"):
+        bench_windows(args.window_runs, calls=20)
 
 
 if __name__ == "__main__":

@@ -144,7 +144,9 @@ def error_response(request, status: int, code: str, message: str, details=None, 
 
 @api.exception_handler(AppError)
 def _app_error(request, exc: AppError):
-    return error_response(request, exc.status, exc.code, exc.message, exc.details)
+    return error_response(
+        request, exc.status, exc.code, exc.message, exc.details, headers=exc.headers
+    )
 
 
 @api.exception_handler(ValidationError)

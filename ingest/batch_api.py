@@ -89,7 +89,9 @@ def ingest(request):
         valid[name] = validate_items(kind, model, items, max_bytes, rejected, sizes)
     accepted = {"runs": 0, "events": 0}
     if valid["runs"] or valid["events"]:
-        accepted, refused = ingest_batch(runs=valid["runs"], events=valid["events"])
+        accepted, refused = ingest_batch(
+            runs=valid["runs"], events=valid["events"], api_key=who.key
+        )
         rejected.extend(refused)
     rejected.sort(key=lambda r: (r["type"] != "run", r["index"]))
     return Status(207 if rejected else 200, {"accepted": accepted, "rejected": rejected})

@@ -17,7 +17,9 @@ from runs.engine.caps import COUNT, TABLE, TOOL_TIMEOUT, TOOL_TIMEOUTS, USD
 from runs.engine.policy import policy_json
 from runs.selectors import caps as cap_reads
 from runs.selectors.caps import DEFAULT_BACKTEST_RUNS, MAX_BACKTEST_RUNS, MAX_CHANGES
+from runs.selectors.windows import windows_state
 from runs.services import caps as cap_writes
+from runs.services import windows as cap_writes_windows
 
 from .auth import api_auth, require_scope
 from .schemas import ErrorOut
@@ -66,6 +68,30 @@ CapsOut = create_model(  # the caps a run gets (as frozen on a run)
 )
 
 
+class WindowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Any = Field(description='"global", "agent:NAME", "user:REF" or "key:PREFIX"')
+    period: Any = Field(description="hour, day, week or month (calendar UTC)")
+    limit_usd: Any = Field(description='USD per period, like "5.00"')
+
+
+class WindowOut(Schema):
+    id: int
+    scope: str
+    period: str
+    limit_usd: Decimal
+    spent: Decimal = Field(description="spent this period")
+    reserved: Decimal = Field(description="held by model calls in flight")
+    refused: int = Field(description="runs and calls refused this period")
+    period_start: datetime
+    resets_at: datetime
+
+
+class WindowPage(Schema):
+    items: list[WindowOut]
+
+
 class CapsStateOut(Schema):
     global_policy: PolicyOut = Field(alias="global")
     overrides: list[PolicyOut]
@@ -74,6 +100,7 @@ class CapsStateOut(Schema):
         "(null: its override is invalid and its runs cannot start)"
     )
     bounds: dict[str, str]
+    windows: list[WindowOut] = Field(description="spend windows, as GET /caps/windows")
 
 
 class PolicySaved(Schema):
@@ -105,11 +132,17 @@ class BacktestIn(BaseModel):
     )
     agent: str | None = Field(None, min_length=1, max_length=100)
     last_n: int = Field(DEFAULT_BACKTEST_RUNS, ge=1, le=MAX_BACKTEST_RUNS)
+    windows: list[Any] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Spend windows {scope, period, limit_usd} proposed beside those in force "
+        "(one of the same scope and period replaces it).",
+    )
 
 
 class Example(Schema):
     run_id: str
-    cut_at_seq: int
+    cut_at_seq: int | None = Field(description="null: the run would not have started")
     cap: str
 
 
@@ -144,6 +177,7 @@ def caps_read(request):
         "effective": {
             name: c.to_dict() if c is not None else None for name, c in state["effective"].items()
         },
+        "windows": [window.to_dict() for window in windows_state()],
         "bounds": {
             **{cap.name: cap.bounds for cap in TABLE},
             TOOL_TIMEOUTS: f"{TOOL_TIMEOUT.bounds}, per tool",
@@ -165,8 +199,40 @@ def caps_backtest_run(request, body: BacktestIn):
     or of every agent), from their stored steps: runs cut, by which cap, at which step, and the
     dollars saved (the cost of the steps from each cut on)."""
     require_scope(request, "admin")
-    result = cap_reads.caps_backtest(proposed=body.caps, agent=body.agent, last_n=body.last_n)
+    result = cap_reads.caps_backtest(
+        proposed=body.caps, agent=body.agent, last_n=body.last_n, windows=body.windows
+    )
     return result.proposed.to_dict()
+
+
+@router.get("/caps/windows", response={200: WindowPage, **ERRORS})
+def windows_read(request):
+    """Every spend window with this period's spent, reserved, refusals and reset time."""
+    require_scope(request, "runs:read")
+    return {"items": [state.to_dict() for state in windows_state()]}
+
+
+@router.post("/caps/windows", response={201: WindowOut, **ERRORS})
+def windows_add(request, body: WindowIn):
+    """Add a spend window: `limit_usd` per calendar UTC `period` for the runs of `scope`. Every
+    model call of a run it covers must fit it (409 when the scope has one of that period)."""
+    who = require_scope(request, "admin")
+    window = cap_writes_windows.window_create(
+        scope=body.scope,
+        period=body.period,
+        limit_usd=body.limit_usd,
+        created_by=who.user,
+        actor=who.name,
+    )
+    state = next(s for s in windows_state(scopes=[window.scope]) if s.window.id == window.id)
+    return Status(201, state.to_dict())
+
+
+@router.delete("/caps/windows/{window_id}", response={204: None, **ERRORS})
+def windows_remove(request, window_id: int):
+    who = require_scope(request, "admin")
+    cap_writes_windows.window_delete(window_id=window_id, changed_by=who.user, actor=who.name)
+    return Status(204, None)
 
 
 # After the fixed paths above: /caps/{scope} would match them too.
@@ -213,5 +279,5 @@ def _as_scope(name: str):
     )(remove)  # fmt: skip
 
 
-for _fixed in ("changes", "backtest"):
+for _fixed in ("changes", "backtest", "windows"):
     _as_scope(_fixed)

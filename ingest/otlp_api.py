@@ -110,7 +110,9 @@ def otlp_traces(request):
     runs = validate_items("run", RunItem, result.runs, max_bytes, rejected)
     events = validate_items("event", EventItem, result.events, max_bytes, rejected)
     if runs or events:
-        _, refused = ingest_batch(runs=runs, events=events, replace_run=should_replace_run)
+        _, refused = ingest_batch(
+            runs=runs, events=events, replace_run=should_replace_run, api_key=who.key
+        )
         rejected.extend(refused)
     refused_spans = [r for r in rejected if r["type"] == "event"]
     messages = [result.error_message] if result.rejected else []

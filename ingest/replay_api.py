@@ -25,7 +25,7 @@ class ReplayIn(Schema):
 @router.post(
     "/runs/{ref}/replay",
     response={202: RunAccepted, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut,
-              422: ErrorOut},
+              422: ErrorOut, 429: ErrorOut},
 )  # fmt: skip
 def replay(request, ref: str, body: ReplayIn):
     """Queue a new run of the same agent and input, linked by `replay_of`. `recorded_model`
@@ -42,6 +42,7 @@ def replay(request, ref: str, body: ReplayIn):
         on_divergence=body.on_divergence,
         may_raise_caps=who.is_admin,
         created_by=who.user,
+        api_key=who.key,
     )
     return Status(
         202, {"id": run.id, "status": run.status, "url": reverse("runs:run", args=[run.id])}

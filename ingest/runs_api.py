@@ -37,7 +37,7 @@ from .schemas import (
 )
 
 router = Router(auth=api_auth, tags=["runs"])
-ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422, 429)}
 
 
 def _run_url(run) -> str:
@@ -65,6 +65,7 @@ def run_start(request, body: RunCreateIn):
         tags=body.tags,
         metadata=body.metadata,
         created_by=who.user,
+        api_key=who.key,
     )
     return Status(202, {"id": run.id, "status": run.status, "url": _run_url(run)})
 

@@ -5,6 +5,7 @@ and the error shape {"error": {"code", "message", "details"}}; pages map them to
 class AppError(Exception):
     status = 400
     code = "bad_request"
+    headers: dict | None = None  # sent with the answer (Retry-After, say)
 
     def __init__(self, message: str, *, code: str | None = None, details=None):
         super().__init__(message)

@@ -82,6 +82,10 @@ class Run(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The API key that started the run (or sent it, for an ingested run): key-scoped spend windows.
+    api_key = models.ForeignKey(
+        "ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     worker = models.CharField(max_length=200, blank=True, default="")
     attempt = models.PositiveIntegerField(default=0)
 
@@ -285,3 +289,76 @@ class ApiKey(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
+
+
+class WindowPeriod(models.TextChoices):
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class SpendWindow(models.Model):
+    """A spend limit across runs: `limit_usd` per calendar UTC `period` for the runs of a
+    `scope` ("global", "agent:NAME", "user:REF", "key:PREFIX"; see runs.engine.windows)."""
+
+    scope = models.CharField(max_length=210)
+    period = models.CharField(max_length=10, choices=WindowPeriod.choices)
+    limit_usd = models.DecimalField(max_digits=10, decimal_places=4)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["scope", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "period"], name="window_scope_period_unique"),
+            models.CheckConstraint(condition=Q(limit_usd__gte=0), name="window_limit_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(period__in=WindowPeriod.values), name="window_period_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.scope}: ${self.limit_usd} per {self.period}"
+
+
+class SpendWindowPeriod(models.Model):
+    """One window's account for one period: what was spent, what calls in flight reserved, and
+    how many runs or calls it refused. spent + reserved never passes the window's limit for
+    runs executed here (ingested runs, which cannot be stopped, only add to `spent`). Amounts
+    are whole micro-dollars, so the database adds and compares them exactly on any backend."""
+
+    window = models.ForeignKey(SpendWindow, on_delete=models.CASCADE, related_name="periods")
+    starts_at = models.DateTimeField()
+    spent_micros = models.BigIntegerField(default=0)
+    reserved_micros = models.BigIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["window", "starts_at"], name="window_period_unique"),
+            models.CheckConstraint(
+                condition=Q(spent_micros__gte=0), name="window_spent_nonnegative"
+            ),
+            models.CheckConstraint(
+                condition=Q(reserved_micros__gte=0), name="window_reserved_nonnegative"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.window} from {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+class SpendReservation(models.Model):
+    """What a run's model call in flight holds of a window's period, released when the call
+    ends (or by the reaper, when the run's worker died)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    period = models.ForeignKey(SpendWindowPeriod, on_delete=models.CASCADE, related_name="+")
+    micros = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.run_id}: {self.micros} micro-USD"

@@ -36,7 +36,7 @@ PRICES_EFFECTIVE_FROM = datetime(2025, 1, 1, tzinfo=UTC)
 
 def default_policy() -> dict:
     """The global policy's values (as stored) when nobody has changed them."""
-    return {cap.name: cap.to_json(cap.default) for cap in TABLE if cap.default is not None}
+    return {cap.name: cap.to_json(cap.default) for cap in TABLE}
 
 
 def seed_defaults(*, Group, CapPolicy, ModelPrice) -> None:  # noqa: N803 - model classes

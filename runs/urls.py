@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import agents, caps, keys, overview, prices, replay, run_page, runs_list
+from .views import agents, caps, keys, overview, prices, replay, run_page, runs_list, windows
 
 app_name = "runs"
 
@@ -20,6 +20,9 @@ urlpatterns = [
     path("caps/", caps.caps_page, name="caps"),
     path("caps/backtest/", caps.caps_backtest_view, name="caps_backtest"),
     path("caps/remove/", caps.caps_remove, name="caps_remove"),
+    path("caps/windows/", windows.window_add, name="windows"),
+    path("caps/windows/backtest/", windows.window_backtest, name="window_backtest"),
+    path("caps/windows/<int:window_id>/delete/", windows.window_remove, name="window_delete"),
     path("prices/", prices.prices_page, name="prices"),
     path("prices/retire/", prices.price_retire, name="price_retire"),
     path("prices/<int:price_id>/cancel/", prices.price_cancel, name="price_cancel"),

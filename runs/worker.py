@@ -26,7 +26,8 @@ from .providers import RecordedProvider, ReplayProvider, get_provider
 from .selectors.prices import PriceCache
 from .selectors.replay import recording_of
 from .services.events import events_record, masked
-from .services.runs import run_claim, run_finish, run_usage_update
+from .services.runs import run_claim, run_finish, run_scopes, run_usage_update
+from .services.windows import DbSpendGuard
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def run_execute(*, run_id, worker: str) -> None:
             recorder,
             price_for=PriceCache(on_read=release_connection),
             provider_factory=factory,
+            spend_guard=DbSpendGuard(run_id=run.id, scopes=run_scopes(run)),
         )
         run_finish(
             run_id=run.id,

@@ -83,3 +83,29 @@ def setting_agent(ctx, input):
     return make_tool_agent(system_prompt="Report the setting.", tools=["test_read_setting"])(
         ctx, {"question": input["path"]}
     )
+
+
+WINDOW_MODEL = "test-window-model"  # priced by the tests that use it
+
+
+@agent(
+    "test-spend",
+    description="Makes `calls` model calls of `max_tokens` each on the test window model.",
+    model=WINDOW_MODEL,
+    provider_config={"script": [{"content": "x" * 400, "delay_s": 0.05}], "loop": True},
+)
+def spend_agent(ctx, input):
+    for i in range(int(input.get("calls", 2))):
+        messages = [{"role": "user", "content": f"part {i}"}]
+        ctx.model(messages, max_tokens=int(input.get("max_tokens", 50)))
+    return {"calls": int(input.get("calls", 2))}
+
+
+@agent(
+    "test-hang-model",
+    description="One model call that hangs (its worker is killed in the test).",
+    model=WINDOW_MODEL,
+    provider_config={"script": [{"content": "late", "delay_s": 120}]},
+)
+def hang_model_agent(ctx, input):
+    ctx.model([{"role": "user", "content": "hello"}], max_tokens=50)

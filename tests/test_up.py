@@ -58,11 +58,12 @@ def test_up_serves_health_and_stops_every_child_on_sigterm(tmp_path):
         # The demo runs were queued and the worker executes them.
         db = sqlite3.connect(tmp_path / "agentops.sqlite3")
         finished = {}
-        while time.monotonic() < deadline + 30 and len(finished) < 5:
+        while time.monotonic() < deadline + 30 and len(finished) < 6:
             finished = dict(
                 db.execute(
                     "SELECT agent, status FROM runs_run WHERE agent IN "
-                    "('demo-support', 'demo-loop', 'demo-spender', 'demo-hang', 'demo-broken') "
+                    "('demo-support', 'demo-loop', 'demo-spender', 'demo-hang', 'demo-broken', "
+                    "'demo-repeat') "
                     "AND status NOT IN ('queued', 'running')"
                 ).fetchall()
             )
@@ -74,6 +75,7 @@ def test_up_serves_health_and_stops_every_child_on_sigterm(tmp_path):
             "demo-spender": "budget_exceeded",
             "demo-hang": "succeeded",
             "demo-broken": "failed",
+            "demo-repeat": "budget_exceeded",
         }
 
         output = (tmp_path / "up.log").read_text()

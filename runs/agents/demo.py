@@ -1,6 +1,7 @@
 """The demo agents (DESIGN §12): offline and deterministic on the scripted provider, input
 {"question": "..."}. Each shows one ending: a success, a tool timeout survived, a tool error that
-fails the run, and each cap being hit. Their tools are fakes with fixed answers."""
+fails the run, and each cap being hit (the loop breaker included). Their tools are fakes with
+fixed answers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import re
 import time
 
-from ..engine.caps import SPEND, TOOL_CALLS, WALL
+from ..engine.caps import REPEATS, SPEND, TOOL_CALLS, WALL
 from ..engine.tools import tool
 from . import agent
 from .generic import make_tool_agent
@@ -86,17 +87,20 @@ def search_kb(query: str, limit: int = 2) -> list[dict]:
 
 
 @tool(
-    description="Check stock for a SKU at the warehouse.",
+    description="Check stock for a SKU at a warehouse (the main one unless named).",
     schema={
         "type": "object",
-        "properties": {"sku": {"type": "string", "maxLength": 40}},
+        "properties": {
+            "sku": {"type": "string", "maxLength": 40},
+            "warehouse": {"type": "string", "maxLength": 40},
+        },
         "required": ["sku"],
         "additionalProperties": False,
     },
     timeout=5,
 )
-def check_inventory(sku: str) -> dict:
-    return {"sku": sku, "in_stock": 0, "restock_eta": "unknown"}
+def check_inventory(sku: str, warehouse: str = "main") -> dict:
+    return {"sku": sku, "warehouse": warehouse, "in_stock": 0, "restock_eta": "unknown"}
 
 
 @tool(
@@ -186,9 +190,19 @@ def _support_script(index, messages):
 
 
 def _loop_script(index, messages):
+    # Another warehouse each time: never the same call twice, so only the tool-call cap stops it.
     return {
-        "content": "Still not in stock; checking again.",
-        "tool_calls": [{"name": "check_inventory", "arguments": {"sku": "SKU-42"}}],
+        "content": "Still not in stock; checking the next warehouse.",
+        "tool_calls": [
+            {"name": "check_inventory", "arguments": {"sku": "SKU-42", "warehouse": f"WH-{index}"}}
+        ],
+    }
+
+
+def _repeat_script(index, messages):
+    return {
+        "content": "Let me check that order once more.",
+        "tool_calls": [{"name": "lookup_order", "arguments": {"order_id": _order_id(messages)}}],
     }
 
 
@@ -254,6 +268,22 @@ demo_loop = agent(
     make_tool_agent(
         system_prompt="Keep checking until the item is in stock.",
         tools=["check_inventory"],
+        max_turns=None,
+    )
+)
+
+
+demo_repeat = agent(
+    "demo-repeat",
+    description=f"Looks up the same order with the same arguments forever; stopped by "
+    f"{REPEATS.name}.",
+    tools=["lookup_order"],
+    model=MINI,
+    provider_config={"script": _repeat_script},
+)(
+    make_tool_agent(
+        system_prompt="Look the order up until you are sure.",
+        tools=["lookup_order"],
         max_turns=None,
     )
 )

@@ -15,12 +15,22 @@ and stops at the first step the caps would have refused (the cut):
 - tokens, cap L: the model call whose input + output tokens take the total above L.
 - wall clock, cap L: the first step that started L seconds or more after the run started (the
   runner's deadline check is `elapsed >= L`).
+- repeated calls, cap L: tool calls are told apart by `attributes.call_key` (the tool and its
+  canonical arguments). The first call past L of any key is refused, as the runner refuses it,
+  and the run goes on as it was recorded (the agent might have changed course); the second is
+  the cut. Steps recorded without a call key (older or ingested runs) are not compared.
+- spend windows (across runs, `backtest(windows=...)`): runs are taken oldest first, each
+  window's spend per calendar period counted from the runs checked (earlier spend is unknown, so
+  0). A run starting in a period whose window is spent would not have started (the cut, with no
+  step: `cut_at_seq` None); a model call whose cost takes a window above its limit is the cut.
+  Costs are the recorded ones; the runner, which reserves the worst case, stops a little sooner.
 
 Steps the runner refused (`attributes.refused`) were never executed and count for nothing;
 `lifecycle` steps record how a run ended, not work it did, and are not checked against the wall
 clock. When one step passes several caps, the one the runner checks first names the cut: the
-deadline, then model calls, spend, tokens. `saved_usd` of a cut run is the cost of
-its steps from the cut on: the refused step and everything after it would not have happened.
+deadline, then repeated calls and tool calls, or model calls, spend, tokens and spend windows.
+`saved_usd` of a cut run is the cost of its steps from the cut on: the refused step and
+everything after it would not have happened.
 Per-tool timeouts are not simulated: a timeout does not end a run.
 """
 
@@ -30,10 +40,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .caps import MODEL_CALLS, PER_RUN, SPEND, TOKENS, TOOL_CALLS, WALL, Caps
+from .caps import ENDING, MODEL_CALLS, REPEATS, SPEND, SPEND_WINDOW, TOKENS, TOOL_CALLS, WALL, Caps
+from .windows import Account, Window, period_start, scopes_of
 
-# Every cap a run can be cut by: the per-run caps of the table.
-CAPS_CHECKED = tuple(cap.name for cap in PER_RUN)
+# Every cap a run can be cut by: the caps of the table that end a run, and spend windows.
+CAPS_CHECKED = (*(cap.name for cap in ENDING), SPEND_WINDOW)
 EXAMPLES = 10
 ZERO = Decimal(0)
 
@@ -64,15 +75,20 @@ class _Used:
     model_calls: int = 0
     tokens: int = 0
     spend: Decimal = ZERO
+    repeats_refused: int = 0
 
 
-def check_run(run: Mapping, caps: Caps) -> RunCheck:
-    """Walk `run`'s steps in seq order against `caps` (see the module docstring)."""
+def check_run(run: Mapping, caps: Caps, accounts: list[Account] = ()) -> RunCheck:
+    """Walk `run`'s steps in seq order against `caps` and the spend-window `accounts` covering
+    it (see the module docstring); the cost of what it still did is added to the accounts."""
     start = run.get("started_at")
     used = _Used()
     cap = cut_seq = None
     saved = ZERO
     last_offset = 0.0
+    calls_by_key: dict[str, int] = {}
+    if any(account.exhausted for account in accounts):
+        cap = SPEND_WINDOW  # it would not have started
     for step in sorted(run.get("steps") or (), key=lambda s: s["seq"]):
         if _refused(step):
             continue
@@ -80,11 +96,19 @@ def check_run(run: Mapping, caps: Caps) -> RunCheck:
         tokens = (step.get("input_tokens") or 0) + (step.get("output_tokens") or 0)
         if cap is None:
             offset = _offset(start, step.get("started_at"))
-            cap = _cap_passed(step, caps, used, offset, cost, tokens)
+            cap = _cap_passed(step, caps, used, offset, cost, tokens, calls_by_key)
+            if cap is _REFUSED:  # a first repeat past the cap: refused, the run goes on
+                cap = None
+                continue
+            if cap is None and cost and not all(a.fits(cost) for a in accounts):
+                cap = SPEND_WINDOW
             if cap is not None:
                 cut_seq = step["seq"]
         if cap is not None:
             saved += cost
+        else:
+            for account in accounts:
+                account.spent += cost
         if step.get("kind") == "model_call":
             used.model_calls += 1
             used.spend += cost
@@ -109,10 +133,17 @@ def check_run(run: Mapping, caps: Caps) -> RunCheck:
     )
 
 
-def _cap_passed(step, caps: Caps, used: _Used, offset, cost: Decimal, tokens: int) -> str | None:
+_REFUSED = "refused"
+
+
+def _cap_passed(step, caps, used: _Used, offset, cost, tokens, calls_by_key) -> str | None:
     kind = step.get("kind")
     if kind != "lifecycle" and offset is not None and offset >= caps[WALL]:
         return WALL.name
+    if kind == "tool_call":
+        repeat = _repeat_passed(step, caps, used, calls_by_key)
+        if repeat is not None:
+            return repeat
     if kind == "model_call":
         if caps[MODEL_CALLS] is not None and used.model_calls >= caps[MODEL_CALLS]:
             return MODEL_CALLS.name
@@ -123,6 +154,17 @@ def _cap_passed(step, caps: Caps, used: _Used, offset, cost: Decimal, tokens: in
     elif kind == "tool_call" and used.tool_calls >= caps[TOOL_CALLS]:
         return TOOL_CALLS.name
     return None
+
+
+def _repeat_passed(step, caps: Caps, used: _Used, calls_by_key: dict) -> str | None:
+    key = (step.get("attributes") or {}).get("call_key")
+    if key is None or caps[REPEATS] is None:
+        return None
+    calls_by_key[key] = count = calls_by_key.get(key, 0) + 1
+    if count <= caps[REPEATS]:
+        return None
+    used.repeats_refused += 1
+    return REPEATS.name if used.repeats_refused > 1 else _REFUSED
 
 
 def _refused(step) -> bool:
@@ -191,14 +233,41 @@ class Backtest:
 
 
 def backtest(
-    runs: Iterable[Mapping], caps_for: Callable[[str], Caps], *, examples: int = EXAMPLES
+    runs: Iterable[Mapping],
+    caps_for: Callable[[str], Caps],
+    *,
+    windows: Iterable[Window] = (),
+    examples: int = EXAMPLES,
 ) -> Backtest:
-    """Check every run against `caps_for(run's agent)` (asked once per agent name)."""
+    """Check every run against `caps_for(run's agent)` (asked once per agent name) and the
+    spend `windows` covering it. Runs are checked oldest first (windows add up across runs) and
+    reported in the order given. A run may carry `user_ref` and `key_prefix` for the windows."""
+    runs = list(runs)
+    windows = list(windows)
     by_agent: dict[str, Caps] = {}
-    checks = []
-    for run in runs:
+    accounts: dict[tuple, Account] = {}
+    checks: dict[int, RunCheck] = {}
+    for index in sorted(range(len(runs)), key=lambda i: _start_key(runs[i])):
+        run = runs[index]
         agent = run.get("agent", "")
         if agent not in by_agent:
             by_agent[agent] = caps_for(agent)
-        checks.append(check_run(run, by_agent[agent]))
-    return Backtest(checks=checks, examples_limit=examples)
+        covering = []
+        if windows and run.get("started_at") is not None:
+            scopes = scopes_of(
+                agent=agent,
+                user_ref=run.get("user_ref") or "",
+                key_prefix=run.get("key_prefix") or "",
+            )
+            for window in windows:
+                if window.covers(scopes):
+                    starts = period_start(window.period, run["started_at"])
+                    key = (window, starts)
+                    covering.append(accounts.setdefault(key, Account(window, starts)))
+        checks[index] = check_run(run, by_agent[agent], covering)
+    return Backtest(checks=[checks[i] for i in range(len(runs))], examples_limit=examples)
+
+
+def _start_key(run: Mapping):
+    start = run.get("started_at")
+    return (start is None, start.timestamp() if start is not None else 0.0, str(run.get("id")))

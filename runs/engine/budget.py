@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from decimal import ROUND_HALF_UP, Decimal
 
-from .caps import MODEL_CALLS, SPEND, TOKENS, TOOL_CALLS, WALL, Caps, json_number
+from .caps import MODEL_CALLS, REPEATS, SPEND, TOKENS, TOOL_CALLS, WALL, Caps, json_number
 
 MICRO_USD = Decimal("0.000001")
 PER_MILLION = Decimal(1_000_000)
@@ -43,6 +43,22 @@ class BudgetExceeded(Exception):
             "limit": self.limit,
             "used": self.used,
         }
+
+
+class RepeatedCall(Exception):
+    """A tool call repeated past the repeated-call cap. The first in a run is refused and the
+    agent is told (`ends_run` False); a further one ends the run (`exceeded`)."""
+
+    def __init__(self, count: int, limit: int, ends_run: bool):
+        super().__init__(f"identical call {count} refused: the limit is {limit}")
+        self.count = count
+        self.ends_run = ends_run
+        self.exceeded = BudgetExceeded(
+            REPEATS.name,
+            limit,
+            count,
+            f"identical tool call {count} refused again: the limit is {limit} per run",
+        )
 
 
 def cost_of(input_tokens: int, output_tokens: int, price: Price) -> Decimal:
@@ -137,6 +153,8 @@ class Budget:
         self.usage = Usage()
         self._clock = clock
         self.started = clock()
+        self._calls_by_key: dict[str, int] = {}
+        self._repeats_refused = 0
 
     def elapsed(self) -> float:
         return self._clock() - self.started
@@ -170,6 +188,18 @@ class Budget:
         self.usage.tool_calls += 1
         return self.usage.tool_calls
 
+    def check_repeat(self, key: str, *, repeatable: bool = False) -> int:
+        """Count one more tool call with `key` (see tools.call_key) and return how many there
+        have been. Raises RepeatedCall when the count passes the repeated-call cap (not for a
+        `repeatable` tool, nor with the cap off); the refused call is not a tool call."""
+        count = self._calls_by_key.get(key, 0) + 1
+        self._calls_by_key[key] = count
+        limit = self.caps[REPEATS]
+        if repeatable or limit is None or count <= limit:
+            return count
+        self._repeats_refused += 1
+        raise RepeatedCall(count, limit, ends_run=self._repeats_refused > 1)
+
     def check_model_call(
         self,
         model: str,
@@ -178,10 +208,13 @@ class Budget:
         price: Price | None,
         tools=None,
         hidden_input_tokens: int = 0,
+        reserve: Callable[[Decimal], None] | None = None,
     ) -> int | None:
         """Admit one more model call and count it, returning the max_tokens to send (None: send
         none). Raises BudgetExceeded (the model-call, spend or token cap) without counting when
-        the call may not happen. See `plan_model_call` for the clamp."""
+        the call may not happen. See `plan_model_call` for the clamp. With a price known,
+        `reserve(worst_case_cost)` is called before the call is counted (spend windows); what it
+        raises refuses the call the same way."""
         limit = self.caps[MODEL_CALLS]
         if limit is not None and self.usage.model_calls >= limit:
             raise BudgetExceeded(
@@ -193,6 +226,9 @@ class Budget:
         max_tokens = self.plan_model_call(
             model, messages, requested_max_tokens, price, tools, hidden_input_tokens
         )
+        if reserve is not None and price is not None:
+            bound = input_token_bound(messages, tools) + hidden_input_tokens
+            reserve(cost_of(bound, max_tokens or 0, price))
         self.usage.model_calls += 1
         return max_tokens
 

@@ -55,6 +55,7 @@ class Cap:
     measures: str = ""
     optional: bool = False
     least: int = 1
+    ends_run: bool = True  # reaching it ends the run (else it limits one call)
     # Why a run stopped at this cap, in plain words for support: "{limit}" and "{used}" are the
     # values as `show` writes them, "{next}" is used + 1 (the call that was refused).
     stopped: str = ""
@@ -158,6 +159,7 @@ TOOL_TIMEOUT = Cap(
     default=10,
     most=24 * 3600,
     stopped="a tool call took longer than {limit}",
+    ends_run=False,
 )
 MODEL_CALLS = Cap(
     "max_model_calls",
@@ -182,9 +184,25 @@ TOKENS = Cap(
     stopped="its next model call could pass the limit of {limit} tokens per run ({used} used)",
 )
 
-TABLE: tuple[Cap, ...] = (TOOL_CALLS, SPEND, WALL, TOOL_TIMEOUT, MODEL_CALLS, TOKENS)
+REPEATS = Cap(
+    "max_repeated_calls",
+    COUNT,
+    "Max repeated calls",
+    "Identical tool calls (same tool, same arguments) per run; the next is refused with "
+    "repeated_call, and a further refused repeat ends the run. Off when empty.",
+    default=3,
+    most=MAX_COUNT,
+    optional=True,
+    stopped="it kept repeating the same tool call ({used} times); the limit is {limit}",
+)
+
+TABLE: tuple[Cap, ...] = (TOOL_CALLS, SPEND, WALL, TOOL_TIMEOUT, MODEL_CALLS, TOKENS, REPEATS)
 BY_NAME: dict[str, Cap] = {cap.name: cap for cap in TABLE}
 PER_RUN: tuple[Cap, ...] = tuple(cap for cap in TABLE if cap.per_run)
+# The caps that can stop a run (what a backtest cuts by, what the runs list filters on).
+ENDING: tuple[Cap, ...] = tuple(cap for cap in TABLE if cap.ends_run)
+# Not a cap of one run: a spend window across runs (services.windows) stops a run with this name.
+SPEND_WINDOW = "spend_window"
 # The caps a re-execution's form offers to change, and a new run's form on the agents page.
 REPLAY_CAPS: tuple[Cap, ...] = (TOOL_CALLS, SPEND, WALL)
 

@@ -8,85 +8,61 @@ slices. Stopping the run is an exception derived from BaseException raised insid
 
 from __future__ import annotations
 
-import json
 import time
-import traceback
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..providers import Provider, ProviderError, RecordingDiverged
 from ..providers.base import ModelResponse, hidden_input_tokens
-from .budget import Budget, BudgetExceeded, Remaining, Usage, cost_of
-from .recorder import Recorder
+from .budget import Budget, BudgetExceeded, Remaining, RepeatedCall, cost_of
+from .caps import REPEATS
+from .recorder import Recorder, format_traceback, json_value
+from .stops import (
+    BUDGET_EXCEEDED,
+    CANCELLED,
+    FAILED,
+    GuardedRecorder,
+    RecorderFailed,
+    Stop,
+    guarded,
+)
 from .threads import Call, call_async, call_in_thread
-from .tools import Tool, UnknownToolError, get_tool, tool_error, tool_timeout, unknown_tool
+from .tools import (
+    Tool,
+    UnknownToolError,
+    call_key,
+    get_tool,
+    repeated_call,
+    tool_error,
+    tool_timeout,
+    unknown_tool,
+)
+from .windows import SpendGuard, WindowRefused
 
 if TYPE_CHECKING:
     from ..agents import AgentSpec
 
 POLL_S = 0.2
 
-SUCCEEDED, FAILED, BUDGET_EXCEEDED, CANCELLED = (
-    "succeeded",
-    "failed",
-    "budget_exceeded",
-    "cancelled",
-)
-
-
-class Stop(BaseException):
-    """Ends the run from inside a ctx call. A BaseException so an agent's `except Exception`
-    cannot swallow it; if the agent swallows it anyway, the run still ends as this says."""
-
-    def __init__(self, status: str, error: dict):
-        super().__init__(error.get("message", status))
-        self.status = status
-        self.error = error
-
-
-class RecorderFailed(BaseException):
-    """The recorder (or price lookup) raised: not the agent's business; re-raised by execute."""
-
-    def __init__(self, exc: BaseException):
-        super().__init__(str(exc))
-        self.exc = exc
-
-
-class _Guarded:
-    """A Recorder whose failures reach the runner as RecorderFailed, past the agent's code."""
-
-    def __init__(self, recorder: Recorder):
-        self._inner = recorder
-
-    def step_started(self, kind: str, name: str, **fields):
-        return guarded(self._inner.step_started, kind, name, **fields)
-
-    def step_ended(self, ref, status: str, **fields) -> None:
-        guarded(self._inner.step_ended, ref, status, **fields)
-
-    def usage_changed(self, usage: Usage) -> None:
-        guarded(self._inner.usage_changed, usage)
-
-    def cancel_requested(self) -> bool:
-        return guarded(self._inner.cancel_requested)
-
-
-def guarded(fn, *args, **kwargs):
-    """`fn(*args, **kwargs)`, any exception wrapped in RecorderFailed."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        raise RecorderFailed(exc) from exc
-
 
 class Context:
     """What an agent gets: `model`, `tool`, `decide`, `log`, `checkpoint` and `budget`
     (DESIGN §7). The runner also reads `stopped` and calls `record_agent_error`."""
 
-    def __init__(self, spec, budget, recorder: Recorder, price_for, provider_factory, clock):
+    def __init__(
+        self,
+        spec,
+        budget,
+        recorder: Recorder,
+        price_for,
+        provider_factory,
+        clock,
+        spend_guard: SpendGuard | None = None,
+    ):
         self._spec: AgentSpec = spec
         self._budget: Budget = budget
-        self._recorder = _Guarded(recorder)
+        self._recorder = GuardedRecorder(recorder)
+        self._spend_guard = spend_guard
         self._price_for = price_for
         self._provider_factory = provider_factory
         self._clock = clock
@@ -124,9 +100,11 @@ class Context:
             except Exception as exc:
                 setup_error = exc
         hidden = hidden_input_tokens(provider, tool_specs) if provider is not None else 0
+        held = []  # what the call holds of the spend windows covering the run
+        reserve = (lambda worst: held.append(self._reserve(worst))) if self._spend_guard else None
         try:
             send_max = self._budget.check_model_call(
-                model, messages, max_tokens, price, tool_specs, hidden
+                model, messages, max_tokens, price, tool_specs, hidden, reserve=reserve
             )
         except BudgetExceeded as exc:
             self._refused("model_call", model, {"messages": messages}, exc, model=model)
@@ -139,6 +117,7 @@ class Context:
         )
         self._usage_changed()
         if setup_error is not None:
+            self._settle(held, 0)
             message = f"could not set up the provider: {setup_error}"
             error = {"code": "provider_error", "message": message}
             self._recorder.step_ended(ref, "error", error=error)
@@ -156,6 +135,8 @@ class Context:
         waited = self._wait(call, None)
         if waited == "done" and call.exc is not None and self._budget.deadline_remaining() <= 0:
             waited = "deadline"  # the provider gave up because of our deadline: that is the cause
+        if waited != "done" or call.exc is not None or not isinstance(call.value, ModelResponse):
+            self._settle(held, 0)  # abandoned or failed: nothing is known to have been spent
         if waited != "done":
             self._abandon(ref, waited)
         if call.exc is not None or not isinstance(call.value, ModelResponse):
@@ -164,6 +145,7 @@ class Context:
         cost = response.cost_usd
         if cost is None and price is not None:
             cost = cost_of(response.input_tokens, response.output_tokens, price)
+        self._settle(held, cost or 0)
         self._budget.add_tokens(response.input_tokens, response.output_tokens, cost or 0)
         self._recorder.step_ended(
             ref,
@@ -187,18 +169,26 @@ class Context:
 
     def tool(self, name: str, args: dict | None = None) -> Any:
         """Call a tool and return its (JSON) result, or a structured error dict: tool_timeout,
-        tool_error (bad arguments or the tool raised) or unknown_tool. Never raises into the agent
-        and never waits past the tool's timeout; the tool-call cap, the deadline and a cancel end
-        the run instead of returning."""
+        tool_error (bad arguments or the tool raised), unknown_tool, or repeated_call (the same
+        call made more often than the repeated-call cap allows: not executed). Never raises into
+        the agent and never waits past the tool's timeout; the tool-call cap, a second refused
+        repeat, the deadline and a cancel end the run instead of returning."""
         self.checkpoint()
         # The tool gets the arguments exactly as recorded, so a replay can give it the same.
         args = json_value({} if args is None else args, "args", strict=False)
+        key = call_key(name, args)
+        try:
+            self._budget.check_repeat(key, repeatable=_repeatable(name))
+        except RepeatedCall as exc:
+            return self._repeat_refused(name, args, key, exc)
         try:
             self._budget.check_tool_call()
         except BudgetExceeded as exc:
             self._refused("tool_call", name, args, exc)
         self._usage_changed()
-        ref = self._recorder.step_started("tool_call", name, input=args)
+        ref = self._recorder.step_started(
+            "tool_call", name, input=args, attributes={"call_key": key}
+        )
         tool_, problem = self._resolve_tool(name, args)
         if problem is not None:
             self._recorder.step_ended(ref, "error", output=problem, error=problem)
@@ -302,6 +292,30 @@ class Context:
         self._recorder.step_ended(ref, "cancelled", error=exc.to_error())
         self._halt_budget(exc)
 
+    def _reserve(self, amount: Decimal):
+        try:
+            return self._spend_guard.reserve(amount)
+        except WindowRefused:
+            raise  # refuses the call like a cap
+        except Exception as exc:
+            raise RecorderFailed(exc) from exc
+
+    def _settle(self, held: list, cost) -> None:
+        if held:
+            guarded(self._spend_guard.settle, held.pop(), Decimal(cost))
+
+    def _repeat_refused(self, name: str, args, key: str, exc: RepeatedCall) -> dict:
+        """A repeated call, not executed: the agent is told the first time; after that the run
+        ends. Either way a refused step on the timeline says so."""
+        attributes = {"refused": True, "cap": REPEATS.name, "call_key": key}
+        ref = self._recorder.step_started("tool_call", name, input=args, attributes=attributes)
+        if exc.ends_run:
+            self._recorder.step_ended(ref, "cancelled", error=exc.exceeded.to_error())
+            self._halt_budget(exc.exceeded)
+        refusal = repeated_call(name, exc.count)
+        self._recorder.step_ended(ref, "error", output=refusal, error=refusal)
+        return refusal
+
     def _abandon(self, ref, why: str, call: Call | None = None):
         """Give up on an in-flight call because the run is ending; close its step, then stop."""
         if call is not None:
@@ -402,33 +416,8 @@ class Context:
         self._recorder.usage_changed(self._budget.usage.copy())
 
 
-def json_value(value, what: str, *, strict: bool = True):
-    """A JSON round trip: what gets recorded is exactly what the callee sees. Non-JSON values
-    (and NaN/Infinity, which databases reject) raise ValueError when `strict`, else become
-    their str()."""
-    if not strict:
-        return _finite(json.loads(json.dumps(value, default=str)))
+def _repeatable(name: str) -> bool:
     try:
-        return json.loads(json.dumps(value, allow_nan=False, default=_decimal))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} is not JSON-serializable: {exc}") from None
-
-
-def _decimal(value):
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
-
-
-def _finite(value):
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
-
-
-def format_traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))[-8000:]
+        return get_tool(name).repeatable
+    except UnknownToolError:
+        return False

@@ -28,14 +28,18 @@ def is_blank(value) -> bool:
 def clean_policy(values: Mapping, *, complete: bool, tools: Collection[str]) -> dict:
     """A policy from raw `values` (JSON or form strings; None or "" = empty), with every cap of
     the table (None where empty) and `tool_timeouts` (only the registered `tools`; an empty
-    timeout drops the tool's entry). `complete`: every required cap must be set (the global
-    policy). Raises CapPolicyInvalid naming every bad field at once, with the same message per
-    field wherever the value came from (page, API, backtest)."""
+    timeout drops the tool's entry). `complete`: the global policy, where every required cap
+    must be set and an optional cap left out takes the table's default (null turns it off), so a
+    client that does not know a newer cap does not switch it off. Raises CapPolicyInvalid naming
+    every bad field at once, with the same message per field wherever the value came from."""
     if not isinstance(values, Mapping):
         raise CapPolicyInvalid({"caps": "must be an object of cap names to values"})
     errors = {str(k): "unknown cap" for k in values if k not in BY_NAME and k != TOOL_TIMEOUTS}
     out: dict = {}
     for cap in TABLE:
+        if complete and cap.optional and cap.name not in values:
+            out[cap.name] = cap.default
+            continue
         raw = values.get(cap.name)
         out[cap.name] = None
         if is_blank(raw):

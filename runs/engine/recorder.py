@@ -5,10 +5,13 @@ database). The worker's recorder writes to the database (`runs.worker.DbRecorder
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from .budget import Usage
@@ -149,3 +152,38 @@ class MemoryRecorder:
     def running(self) -> list[Step]:
         """Steps started and not ended: after a run, always empty."""
         return [s for s in self.steps if s.status == "running"]
+
+
+# What gets recorded is exactly what the agent, a tool or a model saw.
+
+
+def json_value(value, what: str, *, strict: bool = True):
+    """A JSON round trip: what gets recorded is exactly what the callee sees. Non-JSON values
+    (and NaN/Infinity, which databases reject) raise ValueError when `strict`, else become
+    their str()."""
+    if not strict:
+        return _finite(json.loads(json.dumps(value, default=str)))
+    try:
+        return json.loads(json.dumps(value, allow_nan=False, default=_decimal))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-serializable: {exc}") from None
+
+
+def _decimal(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def _finite(value):
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def format_traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))[-8000:]

@@ -20,8 +20,10 @@ from ..agents import AgentSpec
 from ..providers import Provider, get_provider
 from .budget import Budget, Price, Usage
 from .caps import Caps
-from .context import BUDGET_EXCEEDED, FAILED, SUCCEEDED, Context, RecorderFailed, Stop, json_value
-from .recorder import Recorder
+from .context import Context
+from .recorder import Recorder, json_value
+from .stops import BUDGET_EXCEEDED, FAILED, SUCCEEDED, RecorderFailed, Stop
+from .windows import SpendGuard
 
 
 @dataclass
@@ -58,15 +60,18 @@ def execute(
     price_for: PriceLookup,
     provider_factory: ProviderFactory = default_provider_factory,
     clock: Callable[[], float] = time.monotonic,
+    spend_guard: SpendGuard | None = None,
 ) -> Outcome:
     """Run `agent_spec.fn(ctx, run_input)` to an Outcome.
 
     Never raises for anything the agent, its tools or its provider do; it raises only what the
-    recorder or `price_for` raise. The provider is built on the first model call. On return the
-    outcome's usage (with wall_ms) has also been passed to `recorder.usage_changed`.
+    recorder, `price_for` or `spend_guard` raise. The provider is built on the first model call.
+    With a `spend_guard`, every priced model call holds its worst case against the spend windows
+    covering the run until it ends. On return the outcome's usage (with wall_ms) has also been
+    passed to `recorder.usage_changed`.
     """
     budget = Budget(caps, clock=clock)
-    ctx = Context(agent_spec, budget, recorder, price_for, provider_factory, clock)
+    ctx = Context(agent_spec, budget, recorder, price_for, provider_factory, clock, spend_guard)
     try:
         try:
             ctx.checkpoint()

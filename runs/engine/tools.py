@@ -10,7 +10,9 @@ Other keywords (`description`, `title`, `default`...) are ignored.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ class Tool:
     fn: Callable
     schema: dict = field(default_factory=lambda: dict(OBJECT_SCHEMA))
     timeout: float | None = None
+    repeatable: bool = False  # meant to be polled: identical calls are not a loop
 
     @property
     def is_async(self) -> bool:
@@ -56,8 +59,10 @@ def register_tool(
     description: str = "",
     schema: dict | None = None,
     timeout: float | None = None,
+    repeatable: bool = False,
 ) -> Tool:
     """Register `fn` as a tool and return it. The name defaults to the function's name.
+    `repeatable` opts the tool out of the repeated-call cap (a status check meant to be polled).
 
     Registering the same function again (a module imported twice) replaces the entry; another
     function under a taken name raises ValueError, as does a schema that is not an object schema.
@@ -79,6 +84,7 @@ def register_tool(
         fn=fn,
         schema=schema,
         timeout=float(timeout) if timeout is not None else None,
+        repeatable=bool(repeatable),
     )
     _TOOLS[name] = tool_
     return tool_
@@ -90,11 +96,19 @@ def tool(
     description: str = "",
     schema: dict | None = None,
     timeout: float | None = None,
+    repeatable: bool = False,
 ):
     """Decorator form of `register_tool`; returns the function unchanged."""
 
     def decorate(fn: Callable) -> Callable:
-        register_tool(fn, name=name, description=description, schema=schema, timeout=timeout)
+        register_tool(
+            fn,
+            name=name,
+            description=description,
+            schema=schema,
+            timeout=timeout,
+            repeatable=repeatable,
+        )
         return fn
 
     return decorate
@@ -138,6 +152,17 @@ def tool_error(tool_name: str, message: str) -> dict:
 def tool_timeout(tool_name: str, timeout_s: float) -> dict:
     seconds = int(timeout_s) if float(timeout_s).is_integer() else timeout_s
     return {"error": "tool_timeout", "tool": tool_name, "timeout_s": seconds}
+
+
+def repeated_call(tool_name: str, count: int) -> dict:
+    return {"error": "repeated_call", "tool": tool_name, "count": count}
+
+
+def call_key(tool_name: str, args) -> str:
+    """What makes two tool calls the same call: the tool's name and its arguments as canonical
+    JSON (key order and whitespace do not matter). Short, for storing beside each call."""
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{tool_name}\0{canonical}".encode()).hexdigest()[:20]
 
 
 def unknown_tool(tool_name: str, message: str | None = None) -> dict:

@@ -12,6 +12,7 @@ from ..engine.backtest import Backtest, backtest
 from ..engine.caps import TABLE, TOOL_TIMEOUTS, CapError, Caps, resolve_caps
 from ..engine.policy import CapPolicyInvalid, clean_policy, is_blank, policy_json
 from ..engine.tools import all_tools
+from ..engine.windows import Window, parse_limit, parse_period, parse_scope
 from ..models import (
     GLOBAL_SCOPE,
     TERMINAL_STATUSES,
@@ -21,6 +22,7 @@ from ..models import (
     Run,
     RunSource,
 )
+from .windows import windows_for_backtest
 
 MAX_CHANGES = 200
 DEFAULT_BACKTEST_RUNS = 100
@@ -33,10 +35,16 @@ BACKTEST_STEP_COLUMNS = (
 
 def policy_values(policy: CapPolicy | None) -> dict | None:
     """A stored policy as a plain dict: every cap of the table (None: empty) and
-    `tool_timeouts`; values as stored (USD as strings), which `resolve_caps` reads."""
+    `tool_timeouts`; values as stored (USD as strings), which `resolve_caps` reads. A cap the
+    global policy does not mention (one added to the table since it was saved) has the table's
+    default there; an agent's override inherits it."""
     if policy is None:
         return None
-    values = {cap.name: policy.values.get(cap.name) for cap in TABLE}
+    stored = policy.values or {}
+    if policy.scope == GLOBAL_SCOPE:
+        values = {cap.name: stored.get(cap.name, cap.to_json(cap.default)) for cap in TABLE}
+    else:
+        values = {cap.name: stored.get(cap.name) for cap in TABLE}
     values[TOOL_TIMEOUTS] = dict(policy.tool_timeouts or {})
     return values
 
@@ -128,15 +136,17 @@ def runs_for_backtest(*, agent: str | None = None, last_n: int = 100) -> list[di
     first, each a plain dict with its steps in seq order, as `engine.backtest` takes them.
 
     Two queries whatever `last_n` is, reading only the small columns the backtest needs (a
-    step's `attributes` is reduced to its `refused` flag; no prompts or outputs are read).
+    step's `attributes` is reduced to its `refused` flag and `call_key`; no prompts or outputs
+    are read).
     Ingested runs are left out: caps only govern runs executed here.
     """
     qs = Run.objects.filter(status__in=TERMINAL_STATUSES, source=RunSource.INTERNAL)
     if agent:
         qs = qs.filter(agent=agent)
     rows = qs.order_by("-created_at", "-id").values(
-        "id", "agent", "created_at", "started_at", "finished_at", "wall_ms"
-    )[: max(1, last_n)]
+        "id", "agent", "user_ref", "api_key__prefix", "created_at", "started_at", "finished_at",
+        "wall_ms",
+    )[: max(1, last_n)]  # fmt: skip
     runs = {}
     for row in rows:
         if row["wall_ms"] is not None:
@@ -148,6 +158,8 @@ def runs_for_backtest(*, agent: str | None = None, last_n: int = 100) -> list[di
         runs[row["id"]] = {
             "id": row["id"],
             "agent": row["agent"],
+            "user_ref": row["user_ref"],
+            "key_prefix": row["api_key__prefix"] or "",
             "started_at": row["started_at"] or row["created_at"],
             "duration_s": duration,
             "steps": [],
@@ -157,11 +169,13 @@ def runs_for_backtest(*, agent: str | None = None, last_n: int = 100) -> list[di
     steps = (
         Event.objects.filter(run_id__in=list(runs))
         .order_by("run_id", "seq")
-        .values_list(*BACKTEST_STEP_COLUMNS, "attributes__refused")
+        .values_list(*BACKTEST_STEP_COLUMNS, "attributes__refused", "attributes__call_key")
     )
-    for *values, refused in steps.iterator(chunk_size=2000):
+    for *values, refused, call_key in steps.iterator(chunk_size=2000):
         step = dict(zip(BACKTEST_STEP_COLUMNS, values, strict=True))
         step["attributes"] = {"refused": True} if refused is True else {}
+        if call_key is not None:
+            step["attributes"]["call_key"] = call_key
         runs[step.pop("run_id")]["steps"].append(step)
     return list(runs.values())
 
@@ -195,12 +209,38 @@ class CapsBacktest:
     last_n: int
 
 
+def clean_windows(proposed) -> list[Window]:
+    """Proposed spend windows for a backtest: [{scope, period, limit_usd}], each checked as a
+    new window would be (CapPolicyInvalid naming `windows.N.field`)."""
+    if not isinstance(proposed, list):
+        raise CapPolicyInvalid({"windows": "must be a list of {scope, period, limit_usd}"})
+    errors, out = {}, []
+    for index, item in enumerate(proposed):
+        if not isinstance(item, Mapping):
+            errors[f"windows.{index}"] = "must be an object with scope, period and limit_usd"
+            continue
+        try:
+            out.append(
+                Window(
+                    scope=parse_scope(item.get("scope")),
+                    period=parse_period(item.get("period")),
+                    limit_usd=parse_limit(item.get("limit_usd")),
+                )
+            )
+        except CapError as exc:
+            errors[f"windows.{index}.{exc.field}"] = exc.message
+    if errors:
+        raise CapPolicyInvalid(errors)
+    return out
+
+
 def caps_backtest(
     *,
     proposed: Mapping,
     agent: str | None = None,
     last_n: int = DEFAULT_BACKTEST_RUNS,
     with_current: bool = False,
+    windows: list | None = None,
 ) -> CapsBacktest:
     """What `proposed` caps would have done to the last `last_n` finished runs (of `agent`, or
     of every agent), from their stored steps (see engine.backtest).
@@ -208,8 +248,14 @@ def caps_backtest(
     The proposal is laid over the policy in force, fields left out keeping their values: with
     `agent`, over that agent's caps; without, over the global policy, so an agent whose override
     sets a cap keeps its own value for it. `with_current` also checks the same runs against the
-    policy in force, for comparison. Raises CapPolicyInvalid.
+    policy in force, for comparison. `windows` are spend windows proposed beside the ones in
+    force (one of the same scope and period replaces it); windows add up across the runs
+    checked. Raises CapPolicyInvalid.
     """
+    extra = clean_windows(windows or [])
+    now_windows = windows_for_backtest()
+    taken = {(w.scope, w.period) for w in extra}
+    proposed_windows = [w for w in now_windows if (w.scope, w.period) not in taken] + extra
     overlay = policy_json(clean_proposal(proposed)) or {}
     overlay = {name: overlay[name] for name in proposed}
     last_n = max(1, min(int(last_n), MAX_BACKTEST_RUNS))
@@ -241,8 +287,8 @@ def caps_backtest(
         scope_proposed = resolve_caps(global_proposed, None, {}, may_raise=True)
     runs = runs_for_backtest(agent=agent or None, last_n=last_n)
     return CapsBacktest(
-        proposed=backtest(runs, proposed_for),
-        current=backtest(runs, current_for) if with_current else None,
+        proposed=backtest(runs, proposed_for, windows=proposed_windows),
+        current=backtest(runs, current_for, windows=now_windows) if with_current else None,
         proposed_caps=scope_proposed,
         current_caps=scope_now,
         agent=agent or None,

@@ -82,7 +82,13 @@ def cap_policy_set(
                 return Saved(policy, None)
             policy = policy or CapPolicy(scope=scope)
             now = timezone.now()
-            policy.values = {k: v for k, v in after.items() if k != TOOL_TIMEOUTS and v is not None}
+            # The global policy keeps every cap, an off one as null (a cap it does not mention
+            # has the table's default); an override keeps only what it sets.
+            policy.values = {
+                k: v
+                for k, v in after.items()
+                if k != TOOL_TIMEOUTS and (v is not None or scope == GLOBAL_SCOPE)
+            }
             policy.tool_timeouts = after[TOOL_TIMEOUTS]
             policy.updated_at, policy.updated_by = now, changed_by
             policy.save()

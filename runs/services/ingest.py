@@ -22,9 +22,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..engine.budget import STEP_COUNTERS
+from ..engine.windows import scopes_of
 from ..models import TERMINAL_STATUSES, Run, RunSource, RunStatus
 from .events import json_safe, masked, text_safe
 from .ingest_steps import MAX_COST, UsageDelta, store_steps
+from .windows import windows_add_spend
 
 RUN_FIELDS = (
     "agent",
@@ -51,12 +53,15 @@ def ingest_batch(
     runs: list[dict],
     events: list[dict],
     replace_run: Callable[[dict | None, dict], bool] | None = None,
+    api_key=None,
 ) -> tuple[dict, list[dict]]:
     """Store valid runs and events (already shape-checked dicts with Event/Run field names, each
     with its position in the request under `_index`; a field left out is a field not sent).
 
     `replace_run(stored_metadata, item)` may veto updating an existing external run (OTLP uses it
     so a stand-in never overwrites a better run); it is not asked when the run is new.
+    `api_key` is the key that sent the batch: new runs remember it, and what the batch's steps
+    cost fills the spend windows covering their runs (its key's among them).
     Returns (counts, rejected): counts of accepted items {"runs", "events"}, and
     {"type", "index", "id", "reason"} for each item refused here (an event of an unknown run, an
     id that belongs to a run executed here or to another run's step). Everything accepted is
@@ -68,13 +73,26 @@ def ingest_batch(
         _lock_runs(run_ids)
         existing = Run.objects.filter(id__in=run_ids)
         if not runs:  # only the counters and times change: leave the JSON columns unread
-            existing = existing.only("id", "source", "started_at", "finished_at", *STEP_COUNTERS)
+            existing = existing.only(
+                "id", "source", "agent", "user_ref", "started_at", "finished_at", *STEP_COUNTERS
+            )
         existing = {run.id: run for run in existing}
-        accepted_runs, changed = _upsert_runs(runs, existing, rejected, replace_run)
+        accepted_runs, changed = _upsert_runs(runs, existing, rejected, replace_run, api_key)
         external = {run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL}
         accepted_steps, usage = store_steps(events, external, rejected)
         for run_id in (changed | set(usage)) & external:
             _save_run(existing[run_id], usage.get(run_id), changed)
+        prefix = api_key.prefix if api_key is not None else ""
+        windows_add_spend(
+            spends=[
+                (
+                    scopes_of(agent=run.agent, user_ref=run.user_ref, key_prefix=prefix),
+                    usage[run_id].cost_usd,
+                )
+                for run_id, run in existing.items()
+                if run_id in usage and run_id in external
+            ]
+        )
     return {"runs": accepted_runs, "events": accepted_steps}, rejected
 
 
@@ -105,7 +123,7 @@ def _run_values(item: dict) -> dict:
     return values
 
 
-def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run):
+def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run, api_key):
     """Create the new runs at once; apply items to the stored ones in memory (saved with their
     counters at the end). Returns (accepted count, ids of stored runs that changed)."""
     accepted = 0
@@ -125,7 +143,7 @@ def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run)
                 values["input"] = {}
             if not values.get("created_at"):
                 values["created_at"] = values.get("started_at") or now
-            current = Run(id=item["id"], source=RunSource.EXTERNAL)
+            current = Run(id=item["id"], source=RunSource.EXTERNAL, api_key=api_key)
             existing[current.id] = created[current.id] = current
         elif replace_run is not None and not replace_run(current.metadata, item):
             continue

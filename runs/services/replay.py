@@ -19,6 +19,7 @@ def run_replay(
     on_divergence: str = "stop",
     may_raise_caps: bool = False,
     created_by=None,
+    api_key=None,
 ) -> Run:
     """Queue a re-execution of `original`. Caps resolve like a new run's (current policy, then
     `caps`); `model` replaces the agent's default model. Raises Conflict (`not_replayable`) for
@@ -45,6 +46,7 @@ def run_replay(
         tags=original.tags,
         metadata={**(original.metadata or {}), "replay": replay},
         created_by=created_by,
+        api_key=api_key,
         replay_of=original,
         replay_mode=mode,
     )

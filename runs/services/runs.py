@@ -20,10 +20,12 @@ from django.utils import timezone
 
 from ..agents import get_agent
 from ..engine.caps import CapError, CapRaiseNotAllowed, resolve_caps
+from ..engine.windows import scopes_of
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import TERMINAL_STATUSES, Event, Run, RunSource, RunStatus
+from ..models import TERMINAL_STATUSES, ApiKey, Event, Run, RunSource, RunStatus
 from ..selectors.caps import cap_policies_for
 from .events import masked
+from .windows import windows_check_room, windows_release_run
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +50,17 @@ def run_create(
     tags: Iterable[str] = (),
     metadata: dict | None = None,
     created_by=None,
+    api_key=None,
     replay_of: Run | None = None,
     replay_mode: str = "",
+    now=None,
 ) -> Run:
     """Create a queued run of a registered agent and enqueue it once the transaction commits.
 
     The caps are resolved (global ← agent ← request) and frozen on the run. Raises InvalidInput
-    with code `unknown_agent` or `invalid_caps`; nothing is written then.
+    with code `unknown_agent` or `invalid_caps`, Forbidden (`cap_above_policy`), or
+    SpendWindowExhausted (429) when a spend window covering the run has nothing left this
+    period; nothing is written then (but the window's count of refusals).
     """
     spec = get_agent(agent)
     if spec is None:
@@ -71,6 +77,9 @@ def run_create(
             str(exc), code="invalid_caps", details={"cap": exc.field, "reason": str(exc)}
         ) from None
 
+    windows_check_room(
+        agent=agent, user_ref=user_ref, key_prefix=api_key.prefix if api_key else "", now=now
+    )
     with transaction.atomic():
         run = Run.objects.create(
             agent=agent,
@@ -83,6 +92,7 @@ def run_create(
             metadata=masked(metadata or {}),
             source=RunSource.INTERNAL,
             created_by=created_by,
+            api_key=api_key,
             replay_of=replay_of,
             replay_mode=replay_mode,
         )
@@ -209,6 +219,7 @@ def run_mark_lost(*, run_id, reason: str) -> bool:
             Event.objects.filter(run_id=run_id, status="running").update(
                 status="cancelled", ended_at=now
             )
+            windows_release_run(run_id=run_id)
     return bool(ended)
 
 
@@ -240,8 +251,17 @@ def run_finish(*, run_id, status: str, output=None, error: dict | None = None, u
     }
     if usage is not None:
         fields.update(usage.fields())
-    return bool(Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(**fields))
+    with transaction.atomic():
+        finished = Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(**fields)
+        windows_release_run(run_id=run_id)  # what an abandoned call still held
+    return bool(finished)
 
 
 def run_usage_update(*, run_id, usage) -> None:
     Run.objects.filter(id=run_id).update(**usage.fields())
+
+
+def run_scopes(run: Run) -> list[str]:
+    """The spend-window scopes that cover `run` (engine.windows.scopes_of)."""
+    prefix = ApiKey.objects.filter(id=run.api_key_id).values_list("prefix", flat=True).first()
+    return scopes_of(agent=run.agent, user_ref=run.user_ref, key_prefix=prefix or "")

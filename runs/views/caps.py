@@ -13,8 +13,9 @@ from django.views.decorators.http import require_POST
 from ..agents import all_agents, get_agent
 from ..engine.caps import (
     BY_NAME,
-    PER_RUN,
+    ENDING,
     SPEND,
+    SPEND_WINDOW,
     TABLE,
     TOOL_CALLS,
     TOOL_TIMEOUT,
@@ -23,11 +24,14 @@ from ..engine.caps import (
     WALL,
 )
 from ..engine.tools import all_tools
+from ..engine.windows import PERIODS
 from ..errors import AppError
 from ..models import GLOBAL_SCOPE
 from ..roles import ADMIN, role_required
 from ..selectors import caps as caps_read
+from ..selectors.windows import windows_state
 from ..services import caps as caps_write
+from ..services.windows import AUDIT_SCOPE
 from .charts import histogram
 from .forms import CapPolicyForm
 from .run_page import int_param, step_url
@@ -81,6 +85,7 @@ def _render(request, scope, form: CapPolicyForm, *, status=200, result=None, bac
     registered = [spec.name for spec in all_agents()]
     overridden = {p.scope for p in overview["overrides"]}
     changes = caps_read.cap_policy_changes(scope=scope, limit=AUDIT_SHOWN)
+    window_changes = caps_read.cap_policy_changes(scope=AUDIT_SCOPE, limit=AUDIT_SHOWN)
     context = {
         "scope": scope,
         "form": form,
@@ -93,6 +98,10 @@ def _render(request, scope, form: CapPolicyForm, *, status=200, result=None, bac
         "changes": [(c, _diff_rows(c, scope)) for c in changes],
         "tool_timeout_bounds": f"{TOOL_TIMEOUT.bounds}, per tool",
         "backtest_tried": backtest_tried,
+        "windows": windows_state(),
+        "window_changes": window_changes,
+        "window_periods": PERIODS,
+        "agent_names": registered,
         **(_backtest_context(result) if result else {}),
     }
     return render(request, "runs/caps.html", context, status=status)
@@ -255,9 +264,28 @@ def _backtest_context(result) -> dict:
             "cut_now": result.current.by_cap[cap.name] if result.current else None,
             "cut_proposed": result.proposed.by_cap[cap.name],
         }
-        for cap in PER_RUN
+        for cap in ENDING
     ]
+    if result.proposed.by_cap[SPEND_WINDOW] or (
+        result.current and result.current.by_cap[SPEND_WINDOW]
+    ):
+        cap_rows.append(
+            {
+                "cap": "spend windows",
+                "now": "in force",
+                "proposed": "in force",
+                "changed": False,
+                "cut_now": result.current.by_cap[SPEND_WINDOW] if result.current else None,
+                "cut_proposed": result.proposed.by_cap[SPEND_WINDOW],
+            }
+        )
     examples = [
-        {"check": c, "url": step_url(c.run_id, c.cut_at_seq)} for c in result.proposed.examples
+        {
+            "check": c,
+            "url": step_url(c.run_id, c.cut_at_seq)
+            if c.cut_at_seq is not None
+            else reverse("runs:run", args=[c.run_id]),
+        }
+        for c in result.proposed.examples
     ]
     return {"result": result, "charts": charts, "examples": examples, "cap_rows": cap_rows}

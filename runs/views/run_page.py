@@ -16,6 +16,7 @@ from ..roles import ENGINEER, SUPPORT, has_role, role_required
 from ..selectors import timeline
 from ..selectors.export import run_export_chunks
 from ..selectors.runs import run_get, run_usage_against_caps
+from ..selectors.windows import windows_for_run
 from ..services.replay import not_replayable_reason
 from ..services.runs import run_cancel as cancel_run
 from .runs_list import is_partial
@@ -62,6 +63,7 @@ def _live_context(request, run: Run) -> dict:
         "run": run,
         "steps_url": reverse("runs:steps", args=[run.id]),
         "budget": budget_rows(run),
+        "windows": windows_for_run(run),
         "can_cancel": has_role(request.user, ENGINEER),
     }
 

@@ -238,6 +238,8 @@ def test_backtest_answers_in_the_design_shape(client):
             "max_wall_seconds": 0,
             "max_model_calls": 0,
             "max_tokens": 0,
+            "max_repeated_calls": 0,
+            "spend_window": 0,
         },
         # The 6th tool call is seq 11; two model calls ($0.001 each) come after it.
         "saved_usd": body["saved_usd"],
@@ -281,3 +283,57 @@ def test_backtest_validates_like_put(client):
     }
     too_many = call(client, "post", "/caps/backtest", {"last_n": 1001}, token)
     assert_error(too_many, 422, "invalid_input")
+
+
+# Spend windows.
+
+
+def test_windows_are_read_with_runs_read_and_changed_with_admin(client):
+    reader, admin = key("runs:read"), key("admin")
+    body = {"scope": "agent:demo-loop", "period": "day", "limit_usd": "5.00"}
+    assert_error(call(client, "post", "/caps/windows", body, reader), 403, "insufficient_scope")
+    created = call(client, "post", "/caps/windows", body, admin)
+    assert created.status_code == 201, created.content
+    window = created.json()
+    assert (window["scope"], window["period"], window["limit_usd"]) == ("agent:demo-loop", "day",
+                                                                        "5.0000")  # fmt: skip
+    assert window["spent"] == "0.000000" and window["reserved"] == "0.000000"
+    assert window["resets_at"] > window["period_start"]
+    listed = call(client, "get", "/caps/windows", token=reader).json()["items"]
+    assert [w["id"] for w in listed] == [window["id"]]
+    assert [w["id"] for w in call(client, "get", "/caps", token=reader).json()["windows"]] == [
+        window["id"]
+    ]
+    assert_error(call(client, "post", "/caps/windows", body, admin), 409, "window_exists")
+    gone = call(client, "delete", f"/caps/windows/{window['id']}", token=admin)
+    assert gone.status_code == 204
+    assert_error(call(client, "delete", f"/caps/windows/{window['id']}", token=admin), 404,
+                 "not_found")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body, fields",
+    [
+        ({"scope": "team:a", "period": "day", "limit_usd": "5"}, {"scope"}),
+        ({"scope": "global", "period": "year", "limit_usd": "5"}, {"period"}),
+        ({"scope": "global", "period": "day", "limit_usd": "-1"}, {"limit_usd"}),
+        ({"scope": 7, "period": None, "limit_usd": "lots"}, {"scope", "period", "limit_usd"}),
+    ],
+)
+def test_a_bad_window_is_422_naming_each_field(client, body, fields):
+    error = assert_error(call(client, "post", "/caps/windows", body, key("admin")), 422,
+                         "invalid_caps")  # fmt: skip
+    assert set(error["details"]["fields"]) == fields
+
+
+def test_a_backtest_may_propose_a_window(client):
+    for ago in (30, 20, 10):
+        finished_run("demo-loop", [("model", "0.002")], ago=ago)
+    body = {"windows": [{"scope": "agent:demo-loop", "period": "day", "limit_usd": "0.004"}]}
+    result = call(client, "post", "/caps/backtest", body, key("admin")).json()
+    assert result["by_cap"]["spend_window"] == 1
+    assert result["examples"][0]["cut_at_seq"] is None  # the newest would not have started
+    bad = {"windows": [{"scope": "agent:demo-loop", "period": "day"}]}
+    error = assert_error(call(client, "post", "/caps/backtest", bad, key("admin")), 422,
+                         "invalid_caps")  # fmt: skip
+    assert "windows.0.limit_usd" in error["details"]["fields"]

@@ -211,3 +211,80 @@ def test_a_run_whose_message_was_lost_is_sent_again_and_executed_once(
     time.sleep(1)  # the second delivery has been taken and found nothing to do
     assert Event.objects.filter(run_id=run.id, kind="tool_call").count() == 2
     assert Run.objects.get(id=run.id).attempt == 1
+
+
+# Spend windows across workers.
+
+
+def _price_window_model():
+    from runs.models import ModelPrice
+    from tests.agents import WINDOW_MODEL
+
+    # A call of max_tokens=50 costs about $0.002; each run makes two.
+    ModelPrice.objects.create(model=WINDOW_MODEL, input_per_mtok=1, output_per_mtok=40)
+
+
+def test_50_concurrent_runs_never_spend_past_a_day_window(transactional_db, tmp_path):
+    from django.db import connection
+
+    from runs.selectors.windows import windows_state
+    from runs.services.windows import SpendWindowExhausted, window_create
+
+    _price_window_model()
+    window = window_create(scope="agent:test-spend", period="day", limit_usd="0.05")
+    queue = f"window-{uuid.uuid4().hex[:8]}"
+    # Four threads; on PostgreSQL, two worker processes of four threads each.
+    processes = 2 if connection.vendor == "postgresql" else 1
+    workers = [
+        WorkerProcess(tmp_path / f"w{i}.log", queue=queue, concurrency=4).start()
+        for i in range(processes)
+    ]
+    started, refused_at_start = [], 0
+    try:
+        for _ in range(50):
+            try:
+                run = run_create(agent="test-spend", input={"calls": 2, "max_tokens": 50})
+            except SpendWindowExhausted:
+                refused_at_start += 1
+                continue
+            # The outbox sent it to the session's queue too; this queue's workers get their own
+            # copy (a run is executed once whichever delivery claims it).
+            execute_run.apply_async(args=[str(run.id)], queue=queue)
+            started.append(run.id)
+        runs = [wait_for(run_id, timeout=120) for run_id in started]
+    finally:
+        for worker in workers:
+            worker.stop()
+    spent = sum((r.cost_usd for r in runs), Decimal(0))
+    stopped = [r for r in runs if r.cap_hit == "spend_window"]
+    state = next(s for s in windows_state() if s.window.id == window.id)
+    assert spent <= Decimal("0.05")
+    assert state.spent == spent and state.reserved == 0
+    assert stopped or refused_at_start, "the window never refused anything"
+    assert all(r.status in ("succeeded", "budget_exceeded") for r in runs)
+    assert spent > Decimal("0.04")  # it was used, not just refused (each call is ~$0.002)
+
+
+def test_a_killed_workers_hold_is_released_by_the_reaper(transactional_db, tmp_path):
+    from runs.selectors.windows import windows_state
+    from runs.services.windows import window_create
+
+    _price_window_model()
+    window_create(scope="global", period="hour", limit_usd="1")
+    queue = f"victim-{uuid.uuid4().hex[:8]}"
+    worker = WorkerProcess(tmp_path / "victim.log", queue=queue).start()
+    try:
+        run = unqueued("test-hang-model", input={})
+        execute_run.apply_async(args=[str(run.id)], queue=queue)
+        deadline = time.monotonic() + 30
+        while windows_state()[0].reserved == 0:
+            assert time.monotonic() < deadline, "the model call never held anything"
+            time.sleep(0.05)
+    finally:
+        worker.stop(sig=9)
+    assert windows_state()[0].reserved > 0
+    time.sleep(1.5)
+    assert runs_reap(stale_after_seconds=1) == 1
+    assert Run.objects.get(id=run.id).status == "lost"
+    held = windows_state()[0]
+    assert (held.reserved, held.spent) == (0, 0)

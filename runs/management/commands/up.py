@@ -43,6 +43,7 @@ DEMO_RUNS = (
     ),
     ("demo-hang", "cust-1005", {"question": "What was February's revenue?"}, None),
     ("demo-broken", "cust-1001", {"question": "Please refund order A-1001."}, None),
+    ("demo-repeat", "cust-1003", {"question": "Has order A-1002 shipped yet?"}, None),
 )
 
 

@@ -19,7 +19,10 @@ PRICES = {
     "scripted-premium": (Decimal("15.00"), Decimal("75.00")),
 }
 QUESTION = {"question": "Where is my order A-1001? It is three days late."}
-DEMOS = ["demo-support", "demo-loop", "demo-spender", "demo-slow", "demo-hang", "demo-broken"]
+DEMOS = [
+    "demo-support", "demo-loop", "demo-spender", "demo-slow", "demo-hang", "demo-broken",
+    "demo-repeat",
+]  # fmt: skip
 
 
 def run(name, caps=None, *, recorder=None, provider_factory=None, input=QUESTION):
@@ -145,3 +148,18 @@ def test_a_demo_run_replays_from_its_recording_until_a_tool_changes(monkeypatch)
     diverged, rec = run("demo-support", provider_factory=recorded)
     assert diverged.status == "failed" and diverged.error["divergence"]["index"] == 1
     assert rec.of_kind("error", "recording_diverged")
+
+
+def test_demo_repeat_is_told_on_the_4th_identical_call_and_stopped_on_the_5th():
+    outcome, rec = run("demo-repeat")
+    assert outcome.status == "budget_exceeded" and outcome.cap == "max_repeated_calls"
+    calls = rec.of_kind("tool_call", "lookup_order")
+    assert [c.status for c in calls] == ["ok", "ok", "ok", "error", "cancelled"]
+    assert calls[3].output == {"error": "repeated_call", "tool": "lookup_order", "count": 4}
+    assert rec.steps[-1].name == "max_repeated_calls"
+
+
+def test_demo_loop_never_repeats_itself_so_only_the_tool_cap_stops_it():
+    outcome, rec = run("demo-loop")
+    keys = [c.attributes["call_key"] for c in rec.of_kind("tool_call") if c.status == "ok"]
+    assert len(keys) == 20 and len(set(keys)) == 20

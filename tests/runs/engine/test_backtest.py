@@ -8,6 +8,7 @@ import pytest
 
 from runs.engine.backtest import CAPS_CHECKED, backtest, check_run
 from runs.engine.caps import Caps
+from runs.engine.windows import Window
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 CAPS = Caps(
@@ -166,6 +167,8 @@ def test_the_backtest_adds_up_every_run():
             "max_wall_seconds": 1,
             "max_model_calls": 1,
             "max_tokens": 1,
+            "max_repeated_calls": 0,
+            "spend_window": 0,
         },
         "saved_usd": Decimal("0.002") + Decimal("0.013001") + Decimal("0.004"),
         # The first three cut runs, in the order given (newest first).
@@ -207,3 +210,80 @@ def test_no_runs_checked_means_nothing_cut():
 
 def test_recorded_wall_time_is_the_run_duration():
     assert check_run(run("d", [tool(0)], duration=42.5), CAPS).duration_s == 42.5
+
+
+# Repeated calls and spend windows.
+
+
+def keyed(seq, key, **kw):
+    tool_step = tool(seq, **kw)
+    tool_step["attributes"] = {**tool_step["attributes"], "call_key": key}
+    return tool_step
+
+
+def test_the_second_refused_repeat_is_the_cut():
+    caps = Caps(max_tool_calls=100, max_repeated_calls=2)
+    # k1 three times: the third is refused (not executed, not counted); the fourth cuts.
+    steps = [keyed(0, "k1"), keyed(1, "k1"), keyed(2, "k1"), keyed(3, "k2"), keyed(4, "k1")]
+    steps += [model(5, "0.003")]
+    check = check_run(run("rep", steps), caps)
+    assert (check.cap, check.cut_at_seq, check.saved_usd) == (
+        "max_repeated_calls",
+        4,
+        Decimal("0.003"),
+    )
+    # A first repeat past the cap alone does not cut; nor do calls without a key, nor an off cap.
+    assert check_run(run("once", steps[:4]), caps).cap is None
+    assert check_run(run("nokeys", [tool(i) for i in range(6)]), caps).cap is None
+    assert check_run(run("off", steps), caps.replace(max_repeated_calls=None)).cap is None
+
+
+def day(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def spender(run_id, start, costs, agent="a", user_ref=""):
+    steps = [model(i, cost) for i, cost in enumerate(costs)]
+    for s in steps:
+        s["started_at"] = start + (s["started_at"] - T0)
+    return {"id": run_id, "agent": agent, "started_at": start, "user_ref": user_ref,
+            "steps": steps}  # fmt: skip
+
+
+def test_a_day_window_stops_a_run_mid_way_and_the_next_ones_do_not_start():
+    window = Window(scope="agent:a", period="day", limit_usd=Decimal("0.05"))
+    runs = [  # newest first, as selectors give them
+        spender("next-day", day(30), ["0.01"]),
+        spender("fourth", day(4), ["0.001"]),
+        spender("third", day(3), ["0.01"]),
+        spender("second", day(2), ["0.02", "0.02", "0.01"]),
+        spender("first", day(1), ["0.02"]),
+        spender("other-agent", day(1.5), ["0.04"], agent="b"),
+    ]
+    result = backtest(runs, lambda agent: Caps(max_cost_usd=Decimal(1)), windows=[window])
+    checks = {c.run_id: c for c in result.checks}
+    assert [c.run_id for c in result.checks] == [r["id"] for r in runs]  # order as given
+    assert checks["first"].cap is None  # $0.02 of $0.05
+    # $0.02 more fits ($0.04); the next $0.02 would make $0.06: cut there, $0.03 not spent.
+    second = checks["second"]
+    assert (second.cap, second.cut_at_seq) == ("spend_window", 1)
+    assert second.saved_usd == Decimal("0.03")
+    assert checks["third"].cap is None  # $0.01 makes exactly $0.05: it fits
+    fourth = checks["fourth"]  # the window is spent: it would not have started
+    assert (fourth.cap, fourth.cut_at_seq, fourth.saved_usd) == (
+        "spend_window",
+        None,
+        Decimal("0.001"),
+    )
+    assert checks["next-day"].cap is None  # a new period
+    assert checks["other-agent"].cap is None  # another scope
+    assert result.by_cap["spend_window"] == 2
+
+
+def test_a_window_cuts_the_model_call_that_would_pass_it():
+    window = Window(scope="user:u-1", period="hour", limit_usd=Decimal("0.03"))
+    runs = [spender("r", day(1), ["0.02", "0.02", "0.005"], user_ref="u-1")]
+    check = backtest(runs, lambda agent: Caps(), windows=[window]).checks[0]
+    assert (check.cap, check.cut_at_seq, check.saved_usd) == ("spend_window", 1, Decimal("0.025"))
+    other_user = [spender("r", day(1), ["0.02", "0.02"], user_ref="u-2")]
+    assert backtest(other_user, lambda agent: Caps(), windows=[window]).checks[0].cap is None

@@ -71,7 +71,16 @@ def add_tool(name, fn, *, timeout=None, schema=None):
 
 
 def run(
-    fn, caps=None, recorder=None, *, script=None, tools=(), provider=None, input=None, clock=None
+    fn,
+    caps=None,
+    recorder=None,
+    *,
+    script=None,
+    tools=(),
+    provider=None,
+    input=None,
+    clock=None,
+    spend_guard=None,
 ):
     spec = AgentSpec(
         name="t-agent",
@@ -84,6 +93,8 @@ def run(
     kwargs = {"provider_factory": factory} if factory else {}
     if clock is not None:
         kwargs["clock"] = clock
+    if spend_guard is not None:
+        kwargs["spend_guard"] = spend_guard
     outcome = execute(spec, input or {}, caps or Caps(), recorder, price_for=PRICES.get, **kwargs)
     assert recorder.running() == [], "every started step must have ended"
     return outcome, recorder
@@ -193,7 +204,7 @@ def test_exactly_20_tool_calls_then_the_21st_is_refused_and_recorded():
                 swallowed.append(1)
         return "finished anyway"
 
-    outcome, rec = run(agent)
+    outcome, rec = run(agent, Caps(max_repeated_calls=None))  # the same call: no loop breaker
     assert swallowed == []
     assert outcome.status == "budget_exceeded"
     assert outcome.error == {
@@ -543,3 +554,134 @@ def test_scripted_provider_can_be_passed_directly():
     provider = ScriptedProvider([{"content": "direct"}])
     outcome, _ = run(lambda ctx, input: ctx.model([]).content, provider=provider)
     assert outcome.output == "direct"
+
+
+# The loop breaker: identical tool calls past max_repeated_calls.
+
+
+def test_the_4th_identical_call_is_refused_and_the_5th_ends_the_run():
+    calls, answers = [], []
+    add_tool("t-same", lambda a, b: calls.append((a, b)) or "ok")
+
+    def agent(ctx, input):
+        for i in range(10):
+            # Key order and whitespace do not make a call another call.
+            args = {"a": 1, "b": 2} if i % 2 else {"b": 2, "a": 1}
+            answers.append(ctx.tool("t-same", args))
+
+    outcome, rec = run(agent)  # the default cap: 3
+    assert calls == [(1, 2)] * 3
+    assert answers == ["ok"] * 3 + [{"error": "repeated_call", "tool": "t-same", "count": 4}]
+    assert outcome.status == "budget_exceeded"
+    assert outcome.error["cap"] == "max_repeated_calls"
+    assert (outcome.error["limit"], outcome.error["used"]) == (3, 5)
+    assert outcome.usage.tool_calls == 3  # refused repeats were never executed
+    steps = rec.of_kind("tool_call")
+    assert [s.status for s in steps] == ["ok"] * 3 + ["error", "cancelled"]
+    assert steps[3].output == {"error": "repeated_call", "tool": "t-same", "count": 4}
+    assert steps[3].attributes["refused"] and steps[4].attributes["refused"]
+    assert len({s.attributes["call_key"] for s in steps}) == 1
+    assert rec.steps[-1].kind == "lifecycle" and rec.steps[-1].name == "max_repeated_calls"
+
+
+def test_an_agent_told_of_a_repeat_may_change_course():
+    add_tool("t-poll", lambda page: {"page": page})
+
+    def agent(ctx, input):
+        for _ in range(4):
+            last = ctx.tool("t-poll", {"page": 1})
+        assert last["error"] == "repeated_call"
+        return [ctx.tool("t-poll", {"page": n}) for n in (2, 3)]
+
+    outcome, _ = run(agent)
+    assert outcome.status == "succeeded" and outcome.output == [{"page": 2}, {"page": 3}]
+
+
+def test_a_tool_meant_to_be_polled_and_an_off_cap_are_not_stopped():
+    add_tool("t-status", lambda: "pending")
+    register_tool(lambda: "pending", name="t-status-polled", repeatable=True)
+    _registered.append("t-status-polled")
+
+    def poll(name):
+        return lambda ctx, input: [ctx.tool(name) for _ in range(8)]
+
+    outcome, _ = run(poll("t-status-polled"))
+    assert outcome.status == "succeeded" and outcome.output == ["pending"] * 8
+    outcome, _ = run(poll("t-status"), Caps(max_repeated_calls=None))
+    assert outcome.status == "succeeded"
+    outcome, _ = run(poll("t-status"), Caps(max_repeated_calls=7))
+    assert outcome.output[:7] == ["pending"] * 7 and outcome.output[7]["error"] == "repeated_call"
+
+
+# Spend windows: what a model call holds while it runs.
+
+
+class FakeGuard:
+    """A SpendGuard with one window of `limit` USD, kept in memory."""
+
+    def __init__(self, limit: str):
+        from datetime import UTC, datetime
+
+        self.limit, self.spent, self.held, self.log = Decimal(limit), Decimal(0), {}, []
+        self.resets_at = datetime(2026, 1, 2, tzinfo=UTC)
+
+    def reserve(self, amount):
+        from runs.engine.windows import WindowRefused
+
+        if self.spent + sum(self.held.values()) + amount > self.limit:
+            raise WindowRefused(
+                scope="global", period="day", limit=self.limit, spent=self.spent,
+                reserved=sum(self.held.values()), resets_at=self.resets_at,
+            )  # fmt: skip
+        ref = len(self.log)
+        self.held[ref] = amount
+        self.log.append(("reserve", amount))
+        return ref
+
+    def settle(self, ref, cost):
+        self.held.pop(ref)
+        self.spent += cost
+        self.log.append(("settle", cost))
+
+
+def test_each_priced_model_call_holds_its_worst_case_and_settles_to_its_cost():
+    from runs.engine.budget import cost_of, input_token_bound
+
+    guard = FakeGuard("1.00")
+    outcome, rec = run(_chatty, Caps(max_model_calls=2), script=[{"content": "hi"}] * 2,
+                       spend_guard=guard)  # fmt: skip
+    calls = rec.of_kind("model_call")
+    assert [kind for kind, _ in guard.log] == ["reserve", "settle", "reserve", "settle"]
+    first = calls[0]
+    worst = cost_of(input_token_bound(first.input["messages"], []), first.input["max_tokens"],
+                    PRICES["scripted-mini"])  # fmt: skip
+    assert guard.log[0][1] == worst and guard.log[1][1] == first.cost_usd < worst
+    assert guard.spent == outcome.usage.cost_usd and guard.held == {}
+
+
+def test_a_call_that_does_not_fit_a_window_ends_the_run_and_says_which():
+    guard = FakeGuard("0.000001")
+    outcome, rec = run(_chatty, script=[{"content": "hi"}], spend_guard=guard)
+    assert outcome.status == "budget_exceeded" and outcome.error["cap"] == "spend_window"
+    assert outcome.error["scope"] == "global" and outcome.error["resets_at"].startswith("2026")
+    refused = rec.of_kind("model_call")[0]
+    assert refused.status == "cancelled" and refused.attributes["cap"] == "spend_window"
+    assert outcome.usage.model_calls == 0 and guard.log == []
+    assert rec.steps[-1].kind == "lifecycle" and rec.steps[-1].name == "spend_window"
+
+
+def test_a_failed_or_abandoned_call_gives_its_hold_back(release):
+    from runs.providers import ProviderError
+
+    class Failing:
+        def complete(self, **kwargs):
+            raise ProviderError("provider_error", "the endpoint answered 500")
+
+    guard = FakeGuard("1.00")
+    outcome, _ = run(_chatty, provider=Failing(), spend_guard=guard)
+    assert outcome.status == "failed" and guard.log[-1] == ("settle", 0) and guard.held == {}
+    clock, guard = ManualClock(), FakeGuard("1.00")
+    provider = HangingProvider(clock, 31, release)
+    outcome, _ = run(_chatty, Caps(max_wall_seconds=30), provider=provider, clock=clock,
+                     spend_guard=guard)  # fmt: skip
+    assert outcome.error["cap"] == "max_wall_seconds" and guard.held == {}

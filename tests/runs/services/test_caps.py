@@ -108,6 +108,7 @@ def test_the_bounds_themselves_are_accepted():
         "tool_timeout_seconds": 86_400,
         "max_model_calls": 1,
         "max_tokens": 1,
+        "max_repeated_calls": 3,  # left out of the global policy: the table's default
     }
     assert policy.tool_timeouts == {"check_inventory": 86_400}
     # A zero budget is a valid policy: no model call may spend anything.
@@ -142,6 +143,7 @@ def test_every_change_is_recorded_with_who_when_before_and_after(make_user):
         "tool_timeouts": {},
         "max_model_calls": None,
         "max_tokens": None,
+        "max_repeated_calls": None,
     }
     assert newest.actor == "key:ci" and newest.changed_by is None
     assert newest.before == first.after
@@ -274,6 +276,8 @@ def test_caps_backtest_for_an_agent_counts_its_runs_only():
             "max_wall_seconds": 0,
             "max_model_calls": 0,
             "max_tokens": 0,
+            "max_repeated_calls": 0,
+            "spend_window": 0,
         },
         # Cut at the 4th tool call (seq 7); the model calls at seq 8 and 10 are saved.
         "saved_usd": Decimal("0.002"),
@@ -318,3 +322,15 @@ def test_a_proposal_is_validated_like_a_policy():
     finished_run(steps=loop_steps(4))
     assert caps_backtest(proposed={"max_model_calls": 2}).proposed.by_cap["max_model_calls"] == 1
     assert caps_backtest(proposed={"max_model_calls": None}).proposed.runs_cut == 0
+
+
+def test_a_cap_newer_than_the_global_policy_takes_its_default_until_set():
+    # A global policy saved before the repeated-call cap existed does not mention it.
+    CapPolicy.objects.filter(scope="global").update(values=GLOBAL)
+    assert run_create(agent="demo-loop", input={}).caps["max_repeated_calls"] == 3
+    # A client that does not know the cap leaves it as it is; null switches it off.
+    caps.cap_policy_set(scope="global", values=GLOBAL)
+    assert run_create(agent="demo-loop", input={}).caps["max_repeated_calls"] == 3
+    caps.cap_policy_set(scope="global", values={**GLOBAL, "max_repeated_calls": None})
+    assert run_create(agent="demo-loop", input={}).caps["max_repeated_calls"] is None
+    assert CapPolicy.objects.get(scope="global").values["max_repeated_calls"] is None
