@@ -300,6 +300,18 @@ OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 
+# Where people open this service: the run links webhooks send start with it.
+AGENTOPS_BASE_URL = os.environ.get("AGENTOPS_BASE_URL", "http://localhost:8000").rstrip("/")
+# Outgoing webhooks: each attempt's network timeout (connect, and each read); the first retry
+# after a failed attempt, doubling up to the most; giving up a day after the event; an endpoint
+# disabled after this many failed attempts in a row; the queue their tasks go to.
+AGENTOPS_WEBHOOK_TIMEOUT_SECONDS = envint("AGENTOPS_WEBHOOK_TIMEOUT_SECONDS", "5")
+AGENTOPS_WEBHOOK_RETRY_MS = envint("AGENTOPS_WEBHOOK_RETRY_MS", "10000")
+AGENTOPS_WEBHOOK_RETRY_MAX_SECONDS = envint("AGENTOPS_WEBHOOK_RETRY_MAX_SECONDS", "3600")
+AGENTOPS_WEBHOOK_GIVE_UP_SECONDS = envint("AGENTOPS_WEBHOOK_GIVE_UP_SECONDS", str(24 * 3600))
+AGENTOPS_WEBHOOK_DISABLE_AFTER = envint("AGENTOPS_WEBHOOK_DISABLE_AFTER", "20")
+AGENTOPS_WEBHOOK_QUEUE = os.environ.get("AGENTOPS_WEBHOOK_QUEUE", "")  # "": AGENTOPS_QUEUE
+
 # Every periodic task, each with an `expires` so a backlog (beat up, workers down) cannot pile up.
 CELERY_BEAT_SCHEDULE = {
     "reap-lost-runs": {
@@ -309,6 +321,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "redispatch-queued-runs": {
         "task": "runs.dispatch",
+        "schedule": AGENTOPS_REAP_EVERY_SECONDS,
+        "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
+    },
+    "send-due-webhooks": {
+        "task": "runs.webhooks_sweep",
         "schedule": AGENTOPS_REAP_EVERY_SECONDS,
         "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
     },

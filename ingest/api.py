@@ -129,6 +129,7 @@ api.add_router("/", replay_router)
 api.add_router("/", batch_router)
 api.add_router("/", otlp_router)
 api.add_router("/", "ingest.caps_api.router")
+api.add_router("/", "ingest.webhooks_api.router")
 
 
 def error_response(request, status: int, code: str, message: str, details=None, headers=None):

@@ -75,6 +75,7 @@ NAVIGATION = (
     ("Caps", "runs:caps", ADMIN),
     ("Prices", "runs:prices", ADMIN),
     ("API keys", "runs:keys", ADMIN),
+    ("Webhooks", "runs:webhooks", ADMIN),
     ("Admin", "admin:index", ADMIN),
 )
 

@@ -8,7 +8,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from . import worker
-from .services import runs
+from .services import runs, webhooks
 
 
 @shared_task(name="runs.ping")
@@ -33,6 +33,19 @@ def reap_lost_runs() -> int:
 def redispatch_runs() -> int:
     """Send queued runs whose message was lost or not taken (the outbox, services.runs)."""
     return runs.runs_redispatch()
+
+
+@shared_task(name="runs.webhook_deliver", ignore_result=True)
+def webhook_deliver(delivery_id: str) -> None:
+    """One attempt at a webhook delivery (the next one scheduled if it fails). A no-op when the
+    delivery is gone, delivered, given up on, not yet due or held by another attempt."""
+    webhooks.webhook_deliver(delivery_id=delivery_id)
+
+
+@shared_task(name="runs.webhooks_sweep", ignore_result=True)
+def webhooks_sweep() -> int:
+    """Send the webhook deliveries that are due and were not sent; give up on old ones."""
+    return webhooks.deliveries_sweep()
 
 
 @worker_ready.connect

@@ -1,6 +1,17 @@
 from django.urls import path
 
-from .views import agents, caps, keys, overview, prices, replay, run_page, runs_list, windows
+from .views import (
+    agents,
+    caps,
+    keys,
+    overview,
+    prices,
+    replay,
+    run_page,
+    runs_list,
+    webhooks,
+    windows,
+)
 
 app_name = "runs"
 
@@ -28,4 +39,8 @@ urlpatterns = [
     path("prices/<int:price_id>/cancel/", prices.price_cancel, name="price_cancel"),
     path("keys/", keys.keys_page, name="keys"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="key_revoke"),
+    path("webhooks/", webhooks.webhooks_page, name="webhooks"),
+    path("webhooks/<int:webhook_id>/", webhooks.webhook_log, name="webhook_log"),
+    path("webhooks/<int:webhook_id>/delete/", webhooks.webhook_remove, name="webhook_delete"),
+    path("webhooks/<int:webhook_id>/enable/", webhooks.webhook_reenable, name="webhook_enable"),
 ]

@@ -20,11 +20,13 @@ from django.utils import timezone
 
 from ..agents import get_agent
 from ..engine.caps import CapError, CapRaiseNotAllowed, resolve_caps
+from ..engine.webhooks import RUN_LOST, RUN_STATUS_EVENTS
 from ..engine.windows import scopes_of
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import TERMINAL_STATUSES, ApiKey, Event, Run, RunSource, RunStatus
 from ..selectors.caps import cap_policies_for
 from .events import masked
+from .webhooks import notify_run
 from .windows import windows_check_room, windows_release_run
 
 log = logging.getLogger(__name__)
@@ -220,6 +222,7 @@ def run_mark_lost(*, run_id, reason: str) -> bool:
                 status="cancelled", ended_at=now
             )
             windows_release_run(run_id=run_id)
+            notify_run(RUN_LOST, run_id)
     return bool(ended)
 
 
@@ -238,7 +241,8 @@ def runs_reap(*, stale_after_seconds: int | None = None) -> int:
 
 def run_finish(*, run_id, status: str, output=None, error: dict | None = None, usage=None) -> bool:
     """Record a run's outcome. Only a running run can finish; returns False otherwise (it was
-    reaped or cancelled meanwhile and keeps that state)."""
+    reaped or cancelled meanwhile and keeps that state). A run that ends failed or
+    budget_exceeded is told to the webhooks that asked (sent after commit, by a task)."""
     assert status in TERMINAL_STATUSES, status
     now = timezone.now()
     fields = {
@@ -254,6 +258,8 @@ def run_finish(*, run_id, status: str, output=None, error: dict | None = None, u
     with transaction.atomic():
         finished = Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(**fields)
         windows_release_run(run_id=run_id)  # what an abandoned call still held
+        if finished and status in RUN_STATUS_EVENTS:
+            notify_run(RUN_STATUS_EVENTS[status], run_id)
     return bool(finished)
 
 

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from ..engine.caps import CapError, usd_text
 from ..engine.policy import CapPolicyInvalid
+from ..engine.webhooks import WINDOW_80
 from ..engine.windows import (
     WindowRefused,
     from_micros,
@@ -37,6 +38,7 @@ from ..engine.windows import (
 )
 from ..errors import AppError, Conflict, NotFound
 from ..models import CapPolicyChange, SpendReservation, SpendWindow, SpendWindowPeriod
+from .webhooks import notify_window, window_exhausted
 
 AUDIT_SCOPE = "spend windows"  # their changes, in the caps audit trail
 
@@ -147,6 +149,31 @@ def _refusal(window: SpendWindow, account_id: int, now: datetime) -> WindowRefus
 
 def _count_refused(account_id: int) -> None:
     SpendWindowPeriod.objects.filter(id=account_id).update(refused=F("refused") + 1)
+    window_exhausted(account_id=account_id)
+
+
+def _tell_thresholds(accounts) -> None:
+    """After spend was added to `accounts` ((id, spent micros, limit USD, warned, exhausted)):
+    tell of each period that reached 80 % or its limit for the first time."""
+    now = timezone.now()
+    for account_id, spent, limit, warned_at, exhausted_at in accounts:
+        limit_micros = to_micros(limit)
+        if warned_at is None and spent * 5 >= limit_micros * 4:
+            with transaction.atomic():
+                if SpendWindowPeriod.objects.filter(id=account_id, warned_at__isnull=True).update(
+                    warned_at=now
+                ):
+                    notify_window(WINDOW_80, account_id=account_id)
+        if exhausted_at is None and spent >= limit_micros:
+            window_exhausted(account_id=account_id, now=now)
+
+
+def _account_rows(account_ids) -> list:
+    return list(
+        SpendWindowPeriod.objects.filter(id__in=account_ids).values_list(
+            "id", "spent_micros", "window__limit_usd", "warned_at", "exhausted_at"
+        )
+    )
 
 
 def windows_covering(scopes: list[str]) -> list[SpendWindow]:
@@ -264,31 +291,42 @@ def _release(holds, *, spent: int) -> int:
     if not holds:
         return 0
     if connection.vendor == "postgresql":
-        return _release_in_one_statement([hold_id for hold_id, _, _ in holds], spent)
-    released = 0
-    with transaction.atomic():
-        for hold_id, account_id, micros in holds:
-            if SpendReservation.objects.filter(id=hold_id).delete()[0]:
-                SpendWindowPeriod.objects.filter(id=account_id).update(
-                    reserved_micros=F("reserved_micros") - micros,
-                    spent_micros=F("spent_micros") + spent,
-                )
-                released += 1
+        accounts = _release_in_one_statement([hold_id for hold_id, _, _ in holds], spent)
+        released = len(accounts)
+    else:
+        touched = []
+        with transaction.atomic():
+            for hold_id, account_id, micros in holds:
+                if SpendReservation.objects.filter(id=hold_id).delete()[0]:
+                    SpendWindowPeriod.objects.filter(id=account_id).update(
+                        reserved_micros=F("reserved_micros") - micros,
+                        spent_micros=F("spent_micros") + spent,
+                    )
+                    touched.append(account_id)
+        released = len(touched)
+        accounts = _account_rows(touched) if spent and touched else []
+    if spent:
+        _tell_thresholds(accounts)
     return released
 
 
-def _release_in_one_statement(hold_ids: list[int], spent: int) -> int:
+def _release_in_one_statement(hold_ids: list[int], spent: int) -> list:
+    """The accounts released from, as `_account_rows` gives them (read in the same statement,
+    so telling of a threshold costs a call no extra round trip)."""
     accounts = connection.ops.quote_name(SpendWindowPeriod._meta.db_table)
     holds = connection.ops.quote_name(SpendReservation._meta.db_table)
+    windows = connection.ops.quote_name(SpendWindow._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH {_ASYNC}, "
             f"gone AS (DELETE FROM {holds} WHERE id = ANY(%s) RETURNING period_id, micros) "
             f"UPDATE {accounts} AS a SET reserved_micros = a.reserved_micros - gone.micros, "
-            "spent_micros = a.spent_micros + %s FROM gone, async WHERE a.id = gone.period_id",
+            f"spent_micros = a.spent_micros + %s FROM gone, async, {windows} AS w "
+            "WHERE a.id = gone.period_id AND w.id = a.window_id "
+            "RETURNING a.id, a.spent_micros, w.limit_usd, a.warned_at, a.exhausted_at",
             [hold_ids, spent],
         )
-        return cursor.rowcount
+        return cursor.fetchall()
 
 
 def windows_add_spend(*, spends: list[tuple[list[str], Decimal]], now=None) -> None:
@@ -300,12 +338,18 @@ def windows_add_spend(*, spends: list[tuple[list[str], Decimal]], now=None) -> N
         return
     now = now or timezone.now()
     windows = windows_covering(sorted({s for scopes, _ in spends for s in scopes}))
+    added = []
     for window in windows:
         micros = sum(_signed_micros(c) for scopes, c in spends if window.scope in scopes)
         if micros:
-            SpendWindowPeriod.objects.filter(id=_account(window, now)).update(
+            account_id = _account(window, now)
+            SpendWindowPeriod.objects.filter(id=account_id).update(
                 spent_micros=Greatest(F("spent_micros") + micros, Value(0))
             )
+            if micros > 0:
+                added.append(account_id)
+    if added:
+        _tell_thresholds(_account_rows(added))
 
 
 def _signed_micros(cost: Decimal) -> int:
