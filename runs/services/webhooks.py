@@ -125,7 +125,7 @@ def notify_run(event: str, run, *, detail: dict | None = None, occurrence: str =
     once per endpoint and (event, run, `occurrence`). Call it inside the transaction that
     changes the run, so the deliveries exist if and only if the change does; the sending
     starts after commit, from a Celery task. `detail` (JSON) goes into the body as is.
-    Returns how many deliveries were recorded."""
+    Returns how many endpoints asked for it."""
     if event not in EVENTS:
         raise InvalidInput(f"unknown webhook event {event!r}")
     webhook_ids = _subscribers(event)

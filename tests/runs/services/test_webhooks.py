@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from runs.engine.webhooks import RUN_AWAITING_APPROVAL, RUN_FAILED, WINDOW_80, WINDOW_EXHAUSTED
+from runs.errors import Conflict
 from runs.models import Run, Webhook, WebhookDelivery
 from runs.services.runs import run_finish, run_mark_lost
 from runs.services.webhooks import (
@@ -107,6 +108,14 @@ def test_succeeded_and_cancelled_runs_are_not_told_and_an_event_is_recorded_once
     assert not run_finish(run_id=run.id, status="failed", error={"code": "x"})  # already ended
     assert notify_run(RUN_FAILED, run) == 1  # told again: the row exists, nothing new
     assert WebhookDelivery.objects.count() == 1
+
+
+def test_at_most_fifty_endpoints(sent):
+    for n in range(50):
+        hook(f"https://a.example.com/{n}")
+    with pytest.raises(Conflict) as exc:
+        hook("https://a.example.com/50")
+    assert exc.value.code == "too_many_webhooks" and Webhook.objects.count() == 50
 
 
 def test_a_lost_run_and_each_approval_wait_are_told(sent):
