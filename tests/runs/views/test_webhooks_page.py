@@ -5,6 +5,8 @@ delivery's status, attempts and response code."""
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from runs.engine.webhooks import RUN_FAILED
@@ -120,3 +122,18 @@ def test_deleting_an_endpoint_removes_it_and_its_log(admin_client):
     response = admin_client.post(f"/webhooks/{webhook.id}/delete/", follow=True)
     assert "Deleted the webhook" in response.content.decode()
     assert not Webhook.objects.exists() and not WebhookDelivery.objects.exists()
+
+
+def test_the_pages_take_as_many_queries_for_many_rows_as_for_one(admin_client):
+    def queries(path):
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(path).status_code == 200
+        return len(captured)
+
+    webhook = webhook_create(url="https://a.example.com/", secret=SECRET, events=[RUN_FAILED])[0]
+    notify_run(RUN_FAILED, Run.objects.create(agent="demo-broken", status="failed"))
+    one = (queries("/webhooks/"), queries(f"/webhooks/{webhook.id}/"))
+    for n in range(5):
+        webhook_create(url=f"https://b.example.com/{n}", secret=SECRET, events=[RUN_FAILED])
+        notify_run(RUN_FAILED, Run.objects.create(agent="demo-broken", status="failed"))
+    assert (queries("/webhooks/"), queries(f"/webhooks/{webhook.id}/")) == one
