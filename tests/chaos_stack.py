@@ -251,7 +251,7 @@ class Api:
         return None
 
 
-def wait_status(stack: Stack, run_id: str | None, wanted: set, timeout: float = 60) -> str:
+def wait_status(stack: Stack, run_id: str | None, wanted: set, timeout: float = 30) -> str:
     """Wait until the run's status is one of `wanted`; returns the last status seen (the
     reconciliation, not this wait, judges it)."""
     deadline = time.monotonic() + timeout
