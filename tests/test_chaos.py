@@ -85,14 +85,17 @@ def phases(stack: Stack, api: Api, load: Load) -> dict:
     stack.restart("web", kill=False)
     stack.faults.append("web stopped and started")
     stack.wait_web()
+    say("web is back")
     time.sleep(3)
     stack.phase = "settling"
     return found
 
 
 def settle(stack: Stack, load: Load) -> None:
+    """Stop the load, let the client send what it holds, and wait for every run to end."""
     load.stop()
     load.client.close(timeout=RETRY_SECONDS)
+    say("load stopped; waiting for the runs to end")
     deadline = time.monotonic() + SETTLE_SECONDS
     while time.monotonic() < deadline:
         rows = stack.db(
