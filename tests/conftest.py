@@ -23,6 +23,17 @@ REQUIRE_BROWSER = os.environ.get("AGENTOPS_REQUIRE_BROWSER", "") not in ("", "0"
 PASSWORD = "correct-horse-battery"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Chaos tests take minutes and start their own PostgreSQL and Redis: they run only when
+    selected by marker (`pytest -m chaos`), never as part of the whole suite."""
+    if "chaos" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="chaos: run with `pytest -m chaos -s tests/test_chaos.py`")
+    for item in items:
+        if "chaos" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seeded_after_flush(request):
     """Transactional tests flush every table, seeds included; put the seeds back."""

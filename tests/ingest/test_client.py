@@ -193,6 +193,21 @@ def test_the_queue_is_flushed_when_the_program_exits(app_server, ingest_key):
     assert Run.objects.get(id=run_id).status == "succeeded"
 
 
+def test_a_finished_step_without_times_never_ends_before_it_starts(monkeypatch):
+    # Each clock reading later than the last, as on a real clock between two calls.
+    ticks = iter(f"2026-01-01T00:00:{second:02d}+00:00" for second in range(60))
+    monkeypatch.setattr("ingest.client.now", lambda: next(ticks))
+    client = Client("http://127.0.0.1:9", "ao_unused")
+    sent = []
+    monkeypatch.setattr(client, "_put", lambda kind, item: sent.append(item))
+    with client.run(agent="remote-bot") as run:
+        run.event("decision", name="escalate")
+        run.event("tool_call", name="late", ended_at="2026-01-01T00:00:30+00:00")
+    steps = [item for item in sent if item.get("kind")]
+    assert [(s["started_at"] <= s["ended_at"]) for s in steps] == [True, True]
+    client.close(timeout=0)
+
+
 def test_uuid7_ids_are_valid_and_time_ordered():
     first, second = uuid7(), (time.sleep(0.002), uuid7())[1]
     assert uuid.UUID(first).version == 7 and uuid.UUID(first).variant == uuid.RFC_4122
