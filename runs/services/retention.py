@@ -17,7 +17,6 @@ Dependent rows go as each model's `on_delete` says (Django's deletion collector)
 spend reservations with their run; a replay of a deleted run stays, its `replay_of` cleared.
 """
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -86,12 +85,11 @@ def runs_prune(
     now: datetime | None = None,
     batch_steps: int = BATCH_STEPS,
     batch_runs: int = BATCH_RUNS,
-    pause: float = 0.0,
 ) -> PruneReport:
     """Delete the finished runs older than `older_than` (see the module doc for what counts as
-    older), their steps and dependent rows, in transactions of at most `batch_steps` steps,
-    sleeping `pause` seconds between them. With `dry_run`, delete nothing and report what would
-    go. Returns the report; everything it counts as removed is committed."""
+    older), their steps and dependent rows, in transactions of at most `batch_steps` steps.
+    With `dry_run`, delete nothing and report what would go. Returns the report; everything it
+    counts as removed is committed."""
     if older_than <= timedelta(0):
         raise ValueError("older_than must be positive")
     if batch_steps < 1 or batch_runs < 1:
@@ -109,7 +107,7 @@ def runs_prune(
                 # A run of more steps than a batch goes over several (see _delete_group).
                 report.batches += max(1, -(-sum(steps.get(r, 0) for r in group) // batch_steps))
             else:
-                _delete_group(group, steps, cutoff, batch_steps, report, pause)
+                _delete_group(group, steps, cutoff, batch_steps, report)
         after = page[-1][1], page[-1][0]
     return report
 
@@ -152,7 +150,7 @@ def _groups(page: list[tuple], steps: dict, batch_steps: int):
         yield group
 
 
-def _delete_group(group: list, steps: dict, cutoff, batch_steps: int, report, pause) -> None:
+def _delete_group(group: list, steps: dict, cutoff, batch_steps: int, report) -> None:
     """Delete one group's runs in one transaction; a run of more than `batch_steps` steps first
     loses them `batch_steps` at a time, each in a transaction of its own."""
     while True:
@@ -172,14 +170,12 @@ def _delete_group(group: list, steps: dict, cutoff, batch_steps: int, report, pa
                     report.removed[STEP_LABEL] += deleted
                     report.batches += 1
                     group = taken
-                    _pause(pause)
                     continue
             # only("id"): the collector needs the runs' keys, not their JSON.
             _, by_model = Run.objects.filter(id__in=taken).only("id").delete()
             report.removed.update({label: n for label, n in by_model.items() if n})
             report.batches += 1
-        _pause(pause)
-        return
+            return
 
 
 def _take(group: list, cutoff) -> list:
@@ -210,8 +206,3 @@ def _dependents(run_ids: list) -> Counter:
         if n:
             counts[rel.related_model._meta.label] += n
     return counts
-
-
-def _pause(seconds: float) -> None:
-    if seconds > 0:
-        time.sleep(seconds)
