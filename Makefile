@@ -33,6 +33,7 @@ bench: $(VENV)/.dev-deps
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_ingest_floor.py
 	$(PY) bench/bench_masking.py
+	$(PY) bench/bench_prune.py
 
 # The pages benchmark needs a big database first (about 90 s for a million runs).
 bench-pages: $(VENV)/.dev-deps

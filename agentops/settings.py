@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -291,6 +292,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 AGENTOPS_HEARTBEAT_INTERVAL = float(envint("AGENTOPS_HEARTBEAT_INTERVAL_MS", "1000")) / 1000
 AGENTOPS_HEARTBEAT_STALE_SECONDS = envint("AGENTOPS_HEARTBEAT_STALE_SECONDS", "30")
 AGENTOPS_REAP_EVERY_SECONDS = envint("AGENTOPS_REAP_EVERY_SECONDS", "15")
+# Retention (README "Operator commands"): finished runs older than this many days are deleted
+# daily by beat (`manage.py prune`); 0, the default, keeps everything.
+AGENTOPS_RETENTION_DAYS = envint("AGENTOPS_RETENTION_DAYS", "0")
+if AGENTOPS_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("AGENTOPS_RETENTION_DAYS must be 0 (off) or a number of days.")
 # Modules that register user agents and tools (comma-separated), imported at start-up.
 AGENTOPS_AGENT_MODULES = [
     m.strip() for m in os.environ.get("AGENTOPS_AGENT_MODULES", "").split(",") if m.strip()
@@ -330,6 +336,15 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
     },
 }
+
+if AGENTOPS_RETENTION_DAYS:
+    # Daily at a quiet hour (UTC); a prune that has not started within the hour is dropped,
+    # the next day's takes its runs.
+    CELERY_BEAT_SCHEDULE["prune-old-runs"] = {
+        "task": "runs.prune",
+        "schedule": crontab(hour=3, minute=30),
+        "options": {"expires": 3600},
+    }
 
 AGENTOPS_WORKER_POOL = os.environ.get("AGENTOPS_WORKER_POOL", "threads")
 AGENTOPS_WORKER_CONCURRENCY = envint("AGENTOPS_WORKER_CONCURRENCY", "8")

@@ -1,14 +1,19 @@
 """Celery tasks: thin doors that take ids, re-fetch, and call one service. Every periodic one is
 scheduled in settings.CELERY_BEAT_SCHEDULE."""
 
+import logging
 import os
 import socket
+from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
 from . import worker
-from .services import runs, webhooks
+from .services import retention, runs, webhooks
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="runs.ping")
@@ -46,6 +51,17 @@ def webhook_deliver(delivery_id: str) -> None:
 def webhooks_sweep() -> int:
     """Send the webhook deliveries that are due and were not sent; give up on old ones."""
     return webhooks.deliveries_sweep()
+
+
+@shared_task(name="runs.prune", ignore_result=True)
+def prune_old_runs() -> dict | None:
+    """Delete finished runs older than AGENTOPS_RETENTION_DAYS (a no-op when it is 0)."""
+    days = settings.AGENTOPS_RETENTION_DAYS
+    if not days:
+        return None
+    report = retention.runs_prune(older_than=timedelta(days=days))
+    log.info("prune: %s", report.summary())
+    return dict(report.removed)
 
 
 @worker_ready.connect

@@ -112,6 +112,24 @@ def _lock_key(run_id) -> int:
     return key - 2**64 if key >= 2**63 else key
 
 
+def runs_try_lock(run_ids) -> set:
+    """Take, for the rest of the transaction, the lock a batch takes on each of these runs, but
+    only where it is free, never waiting. Returns the ids taken: a run missing from it is being
+    written by a batch right now. On SQLite, which serializes writers, every id is taken."""
+    run_ids = set(run_ids)
+    if connection.vendor != "postgresql" or not run_ids:
+        return run_ids
+    by_key: dict[int, list] = {}
+    for run_id in run_ids:
+        by_key.setdefault(_lock_key(run_id), []).append(run_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k FROM unnest(%s::bigint[]) AS k WHERE pg_try_advisory_xact_lock(k)",
+            [sorted(by_key)],
+        )
+        return {run_id for (key,) in cursor.fetchall() for run_id in by_key[key]}
+
+
 def _run_values(item: dict) -> dict:
     values = {k: item[k] for k in RUN_FIELDS if k in item}
     for key in _RUN_JSON:
