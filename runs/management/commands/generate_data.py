@@ -228,8 +228,8 @@ class Command(BaseCommand):
             raw = cursor.cursor
             saved = self._drop_secondary_indexes(raw, ["runs_run", "runs_event"])
             try:
-                self._copy(raw, "runs_run", RUN_COLUMNS, JSON_RUN, [*run_rows, *extra])
-                self._copy(raw, "runs_event", EVENT_COLUMNS, JSON_EVENT, big_steps)
+                self._copy(raw, Run, RUN_COLUMNS, JSON_RUN, [*run_rows, *extra])
+                self._copy(raw, Event, EVENT_COLUMNS, JSON_EVENT, big_steps)
             finally:
                 raw.execute("SET maintenance_work_mem = '512MB'")
                 for name, definition in saved:
@@ -251,8 +251,18 @@ class Command(BaseCommand):
             raw.execute(f'DROP INDEX "{name}"')
         return saved
 
-    def _copy(self, raw, table, columns, json_columns, rows):
-        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    def _copy(self, raw, model, columns, json_columns, rows):
+        # Columns this generator does not know get their model default, so a new NOT NULL column
+        # with a default never breaks the load.
+        fixed = {
+            f.column: f.get_default()
+            for f in model._meta.concrete_fields
+            if f.column not in columns and not f.null and f.has_default()
+        }
+        fixed = {c: json.dumps(v) if isinstance(v, dict | list) else v for c, v in fixed.items()}
+        table = model._meta.db_table
+        sql = f"COPY {table} ({', '.join([*columns, *fixed])}) FROM STDIN"
+        tail = list(fixed.values())
         count, started = 0, time.monotonic()
         with raw.copy(sql) as copy:
             for row in rows:
@@ -261,6 +271,7 @@ class Command(BaseCommand):
                         json.dumps(row[c]) if c in json_columns and row[c] is not None else row[c]
                         for c in columns
                     ]  # fmt: skip
+                    + tail
                 )
                 count += 1
                 if count % 200_000 == 0:
