@@ -13,6 +13,7 @@ from .engine.ids import uuid7
 class RunStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     BUDGET_EXCEEDED = "budget_exceeded"
@@ -29,6 +30,10 @@ TERMINAL_STATUSES = frozenset(
         RunStatus.LOST,
     }
 )
+
+
+# A run a worker is executing: running, or holding a call for a person.
+ACTIVE_STATUSES = (RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL)
 
 
 class RunSource(models.TextChoices):
@@ -53,6 +58,9 @@ class Run(models.Model):
     error_code = models.CharField(max_length=40, blank=True, default="")
     cap_hit = models.CharField(max_length=40, blank=True, default="")
     caps = models.JSONField(default=dict, blank=True)
+    # What the run does at a cap and which tools wait for a person (engine.approvals), frozen
+    # on the run with its caps.
+    approval_policy = models.JSONField(default=dict, blank=True)
 
     tool_calls = models.PositiveIntegerField(default=0)
     model_calls = models.PositiveIntegerField(default=0)
@@ -104,6 +112,12 @@ class Run(models.Model):
                 fields=["heartbeat_at"],
                 name="run_running_heartbeat",
                 condition=Q(status="running"),
+            ),
+            # The overview's count and the reaper's second look: runs waiting for a person.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="run_awaiting_heartbeat",
+                condition=Q(status="awaiting_approval"),
             ),
         ]
         constraints = [
@@ -206,6 +220,9 @@ class CapPolicy(models.Model):
     values = models.JSONField(default=dict, blank=True)
     # {"tool_name": seconds}: per-tool timeouts that win over the tool timeout cap.
     tool_timeouts = models.JSONField(default=dict, blank=True)
+    # on_cap, approval_timeout_seconds, max_extension {cap: ceiling}, requires_approval [tools]
+    # (engine.approvals); a field absent is empty (an agent inherits it).
+    approvals = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -362,3 +379,45 @@ class SpendReservation(models.Model):
 
     def __str__(self):
         return f"{self.run_id}: {self.micros} micro-USD"
+
+
+class ApprovalKind(models.TextChoices):
+    CAP = "cap"
+    TOOL = "tool"
+
+
+class Approval(models.Model):
+    """A call of a run held for a person (engine.approvals): a cap it would pass (`subject` the
+    cap's name; `on_cap: ask`) or a tool that requires approval (`subject` the tool's name).
+    `decision` is empty while it waits; then extend (with `caps`), approve, deny, stop, timeout,
+    cancelled (the run was cancelled) or lost (its worker was)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals")
+    kind = models.CharField(max_length=10, choices=ApprovalKind.choices)
+    subject = models.CharField(max_length=200)
+    request = models.JSONField(default=dict, blank=True)
+    asked_at = models.DateTimeField(default=timezone.now)
+    decision = models.CharField(max_length=20, blank=True, default="")
+    caps = models.JSONField(default=dict, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor = models.CharField(max_length=200, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Set by the run once it has taken the decision (or ended the wait itself).
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "asked_at"]
+        constraints = [
+            # A run holds at most one call at a time.
+            models.UniqueConstraint(
+                fields=["run"], condition=Q(closed_at__isnull=True), name="approval_one_open"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=ApprovalKind.values), name="approval_kind_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.run_id}: {self.kind} {self.subject} {self.decision or 'waiting'}"
