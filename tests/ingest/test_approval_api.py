@@ -87,7 +87,8 @@ def test_a_key_needs_runs_write(client, scopes, status):
 
 def test_a_run_that_awaits_nothing_is_409(client):
     run = run_create(agent="demo-spender", input={})
-    assert_error(approve(client, run, {"decision": "stop"}, key("runs:write")), 409, "not_awaiting_approval")  # fmt: skip
+    response = approve(client, run, {"decision": "stop"}, key("runs:write"))
+    assert_error(response, 409, "not_awaiting_approval")
 
 
 def test_a_second_answer_is_409(client):
