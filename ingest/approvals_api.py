@@ -12,6 +12,7 @@ from uuid import UUID
 from ninja import Router
 from pydantic import BaseModel, ConfigDict, Field
 
+from runs.engine.caps import SPEND
 from runs.selectors.runs import run_get
 from runs.services.approvals import approval_decide
 
@@ -26,7 +27,7 @@ class ApprovalIn(BaseModel):
 
     decision: Literal["extend", "stop", "approve", "deny"]
     caps: dict[str, Any] | None = Field(
-        None, description='With extend: new values of the caps, like {"max_cost_usd": 1.0}'
+        None, description=f'With extend: new values of the caps, like {{"{SPEND.name}": 1.0}}'
     )
 
 
