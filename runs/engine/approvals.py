@@ -331,17 +331,18 @@ class Asker:
     def needs_approval(self, tool) -> bool:
         return bool(getattr(tool, "requires_approval", False)) or tool.name in self.policy.tools
 
-    def hold_at_cap(self, exc, call: str, name: str, args, usage) -> Decision:
+    def hold_at_cap(self, exc, call: str, name: str, args) -> Decision:
         """Wait on the cap `exc` (a BudgetExceeded) refused a `call` (model_call or tool_call)
         of `name` at: the question says what the call wants and what the run has used."""
         wants = {"call": call, "name": name, "limit": exc.limit, "used": exc.used}
         if call == "tool_call":
             wants["args"] = args
-        wants["usage"] = usage.to_dict()
         return self.wait(kind=CAP, subject=exc.cap, request=wants)
 
     def wait(self, *, kind: str, subject: str, request: dict, parent=None) -> Decision:
-        """Ask, and wait for the decision that stands: a person's, the clock's or a cancel's."""
+        """Ask, and wait for the decision that stands: a person's, the clock's or a cancel's.
+        The question also says what the run has used (`usage`)."""
+        request = {**request, "usage": self._budget.usage.to_dict()}
         step = self._recorder.step_started(
             "lifecycle",
             "awaiting_approval",

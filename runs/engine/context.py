@@ -301,7 +301,7 @@ class Context:
             except BudgetExceeded as exc:
                 if self._asker is None or not self._asker.asks_on(exc.cap):
                     self._refused(kind, name, input, exc, model=model)
-                decided = self._asker.hold_at_cap(exc, kind, name, input, self._budget.usage)
+                decided = self._asker.hold_at_cap(exc, kind, name, input)
                 if decided.decision == CANCELLED:
                     self._halt_cancelled()
                 if decided.decision != EXTEND:

@@ -48,6 +48,7 @@ def question_rows(approval: Approval, run: Run) -> dict:
         "cap": cap,
         "request": request,
         "usage": request.get("usage") or {},
+        "spent": usd_exact((request.get("usage") or {}).get("cost_usd", "0")),
         "args": request.get("args"),
     }
 
@@ -55,7 +56,15 @@ def question_rows(approval: Approval, run: Run) -> dict:
 def _shown(cap, value) -> str:
     if cap is None or value is None:
         return ""
+    if cap.kind != USD:
+        return cap.show(value)
+    return usd_exact(value)
+
+
+def usd_exact(value) -> str:
+    """Dollars to the micro-dollar, as spent: "$0.002011", "$0.50"."""
     try:
-        return cap.show(Decimal(str(value)) if cap.kind == USD else value)
+        whole, _, frac = f"{Decimal(str(value)).normalize():f}".partition(".")
     except ArithmeticError:
         return str(value)
+    return f"${whole}.{frac.ljust(2, '0')}"

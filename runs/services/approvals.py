@@ -24,6 +24,7 @@ from ..engine.approvals import (
     Decision,
     check_extension,
 )
+from ..engine.budget import COUNTERS
 from ..engine.caps import BY_NAME, CapError, CapRaiseNotAllowed, Caps
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import Approval, CapPolicyChange, Run, RunStatus
@@ -50,8 +51,10 @@ class DbApprovals:
             approval = Approval.objects.create(
                 run_id=self.run_id, kind=kind, subject=subject[:200], request=masked(request)
             )
+            # The counters as the question found them (the run writes them only now and then).
+            usage = {k: v for k, v in (request.get("usage") or {}).items() if k in COUNTERS}
             Run.objects.filter(id=self.run_id, status=RunStatus.RUNNING).update(
-                status=RunStatus.AWAITING_APPROVAL
+                status=RunStatus.AWAITING_APPROVAL, **usage
             )
         # notify: run.awaiting_approval
         drop_connection()
