@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from runs.models import Approval, ModelPrice, Run
 from runs.services import caps
-from runs.services.approvals import approval_decide
-from runs.services.runs import run_create, runs_reap
+from runs.services.approvals import DbApprovals, approval_decide
+from runs.services.runs import run_cancel, run_create, runs_reap
 from runs.tasks import execute_run
 from runs.worker import run_execute
 from tests.agents import WINDOW_MODEL
@@ -160,3 +160,24 @@ def test_a_worker_killed_while_a_run_waits_never_runs_the_held_call(
     question = Approval.objects.get(run=run)
     assert question.closed_at is not None
     assert not run.events.filter(status="running").exists()
+
+
+def test_a_cancel_reaches_a_waiting_run(celery_worker, asking):
+    run = wait_for(spender().id, WAITING)
+    run_cancel(run=run)
+    run = wait_for(run.id)
+    assert run.status == "cancelled" and run.error["code"] == "cancelled"
+    assert Approval.objects.get(run=run).decision == "cancelled"
+    assert run.events.get(kind="lifecycle", name="awaiting_approval").status == "cancelled"
+
+
+def test_the_reaper_ends_a_waiting_run_whose_worker_stopped(transactional_db, no_enqueue):
+    run, _ = refund_run(Path("/nonexistent"))
+    stale = timezone.now() - timezone.timedelta(hours=1)
+    Run.objects.filter(id=run.id).update(status="running", heartbeat_at=stale, attempt=1)
+    DbApprovals(run_id=run.id).ask(kind="tool", subject="test_refund", request={})
+    assert runs_reap() == 1
+    run = Run.objects.get(id=run.id)
+    assert run.status == "lost" and run.error["code"] == "worker_lost"
+    question = Approval.objects.get(run=run)
+    assert question.decision == "lost" and question.closed_at is not None
