@@ -76,7 +76,10 @@ def test_stop_ends_the_run_budget_exceeded(celery_worker, asking, client, make_u
     assert run.events.get(kind="lifecycle", name="awaiting_approval").status == "error"
 
 
-def test_nobody_answering_ends_the_run_at_the_timeout_without_holding_a_connection(asking):
+def test_nobody_answering_ends_the_run_at_the_timeout_without_holding_a_connection(
+    asking, no_enqueue
+):
+    # Executed here, by the worker's code, on a clock the test moves (no worker is told).
     clock = ManualClock()
     looks = []
 
@@ -124,7 +127,7 @@ def test_a_tool_that_requires_approval_runs_only_once_approved(
     assert wait.parent_id == run.events.get(kind="tool_call").id
 
 
-def test_a_tool_nobody_approves_is_denied_at_the_timeout(transactional_db, tmp_path):
+def test_a_tool_nobody_approves_is_denied_at_the_timeout(transactional_db, tmp_path, no_enqueue):
     caps.cap_policy_set(scope="test-refund", values={"approval_timeout_seconds": 5})
     run, ledger = refund_run(tmp_path)
     clock = ManualClock()
