@@ -241,6 +241,8 @@ class CapPolicyForm(forms.Form):
                 placeholder=f"inherits {cap.show(ceiling)}" if ceiling is not None else "none",
                 help_text="the most a person may extend it to; empty: it cannot be extended",
             )
+            # Named by the cap's name: its label belongs to the cap's own field above.
+            self.fields[EXTENSION_PREFIX + cap.name].label = f"Ceiling of {cap.name}"
         self.fields[TOOLS_FIELD] = forms.MultipleChoiceField(
             required=False,
             label="Tools whose every call waits for a person",

@@ -40,9 +40,9 @@ def test_an_engineer_approves_a_waiting_run_and_the_page_goes_live_again(
     expect(waiting).to_contain_text("Spent so far: $0.002011, 0 tool calls, 1 model call")
     expect(page.get_by_test_id("run-status")).to_have_text("awaiting_approval")
     # The page keeps polling while the run waits, and what is typed stays put.
-    page.get_by_label(re.compile("Extend Max spend")).fill("0.01")
+    page.get_by_label(f"Extend {SPEND} to").fill("0.01")
     page.wait_for_timeout(2500)
-    expect(page.get_by_label(re.compile("Extend Max spend"))).to_have_value("0.01")
+    expect(page.get_by_label(f"Extend {SPEND} to")).to_have_value("0.01")
     page.get_by_role("button", name="Extend and go on").click()
 
     expect(page.get_by_test_id("run-status")).to_have_text("succeeded", timeout=20_000)
