@@ -41,6 +41,7 @@ DECISIONS = {CAP: (EXTEND, STOP), TOOL: (APPROVE, DENY)}
 GRANTED = (EXTEND, APPROVE)
 ON_CAP = ("stop", "ask")
 POLL_S = 1.0  # how often a waiting run looks for an answer
+WAIT_STEP = "awaiting_approval"  # the lifecycle step of a wait, on the run's timeline
 
 # The policy's fields beside the caps (global and per agent; see `clean_approval_fields`):
 # on_cap, approval_timeout_seconds, max_extension {cap name: the most a person may extend it
@@ -345,7 +346,7 @@ class Asker:
         request = {**request, "usage": self._budget.usage.to_dict()}
         step = self._recorder.step_started(
             "lifecycle",
-            "awaiting_approval",
+            WAIT_STEP,
             input={"kind": kind, "subject": subject, **request},
             parent=parent,
         )

@@ -36,7 +36,7 @@ MAX_CHANGES = 200
 DEFAULT_BACKTEST_RUNS = 100
 MAX_BACKTEST_RUNS = 1000
 BACKTEST_STEP_COLUMNS = (
-    "run_id", "seq", "kind", "status", "started_at", "ended_at", "input_tokens",
+    "run_id", "seq", "kind", "name", "status", "started_at", "ended_at", "input_tokens",
     "output_tokens", "cost_usd",
 )  # fmt: skip
 
