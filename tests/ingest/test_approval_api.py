@@ -134,3 +134,15 @@ def test_an_unknown_run_is_404(client):
     body = {"decision": "stop"}
     path = "/runs/00000000-0000-0000-0000-000000000000/approval"
     assert_error(call(client, "post", path, body, key("runs:write")), 404, "not_found")
+
+
+def test_the_run_says_what_it_awaits(client):
+    run = waiting_run()
+    body = call(client, "get", f"/runs/{run.id}", token=key("runs:read")).json()
+    assert body["status"] == "awaiting_approval"
+    assert body["awaiting"]["kind"] == "cap" and body["awaiting"]["subject"] == SPEND
+    assert body["awaiting"]["request"]["used"] == "0.49"
+    assert body["approval_policy"]["on_cap"] == "ask"
+    approve(client, run, {"decision": "stop"}, key("runs:write"))
+    Run.objects.filter(id=run.id).update(status="running")
+    assert call(client, "get", f"/runs/{run.id}", token=key("runs:read")).json()["awaiting"] is None

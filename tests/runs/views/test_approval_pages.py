@@ -81,6 +81,8 @@ def test_a_tool_question_offers_approve_and_deny(client, make_user):
     html = engineer.post(f"/runs/{run.id}/approval/", {"decision": "deny"}, **HTMX).content
     assert Approval.objects.get(run=run).decision == "deny"
     assert b"awaiting_approval" in html  # the live part, polling on until the run takes it
+    assert b'data-testid="answered">Answered <strong>deny</strong>' in html
+    assert b'value="approve"' not in html
 
 
 def test_the_live_poll_leaves_the_form_alone_while_the_question_stands(client, make_user):
