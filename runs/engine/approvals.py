@@ -1,7 +1,8 @@
 """Asking a person: a run whose policy says `on_cap: ask` holds the call that would pass a cap
 until someone extends the cap or stops the run, and a tool that requires approval waits for
 someone to approve or deny each call. Plain Python: the questions and answers live wherever the
-`Approvals` port keeps them (`runs.worker.DbApprovals`: the database; `MemoryApprovals`: here).
+`Approvals` port keeps them (`services.approvals.DbApprovals`: the database; `MemoryApprovals`:
+here).
 
 While it waits, the run holds no database connection between looks, the wall clock is paused
 (waiting does not count against the wall-clock cap), and a cancel still stops it. Nobody
