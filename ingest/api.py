@@ -18,6 +18,7 @@ from ninja.parser import Parser
 from agentops import health
 from runs.errors import AppError
 
+from .approvals_api import router as approvals_router
 from .batch_api import router as batch_router
 from .batch_body import not_json
 from .otlp_api import router as otlp_router
@@ -126,6 +127,7 @@ api = AgentopsAPI(
 
 api.add_router("/", runs_router)
 api.add_router("/", replay_router)
+api.add_router("/", approvals_router)
 api.add_router("/", batch_router)
 api.add_router("/", otlp_router)
 api.add_router("/", "ingest.caps_api.router")

@@ -13,7 +13,17 @@ from typing import Any
 from ninja import Query, Router, Schema, Status
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from runs.engine.caps import COUNT, TABLE, TOOL_TIMEOUT, TOOL_TIMEOUTS, USD
+from runs.engine.caps import (
+    COUNT,
+    EXTENSION_FIELD,
+    ON_CAP_FIELD,
+    TABLE,
+    TIMEOUT_FIELD,
+    TOOL_TIMEOUT,
+    TOOL_TIMEOUTS,
+    TOOLS_FIELD,
+    USD,
+)
 from runs.engine.policy import policy_json
 from runs.selectors import caps as cap_reads
 from runs.selectors.caps import DEFAULT_BACKTEST_RUNS, MAX_BACKTEST_RUNS, MAX_CHANGES
@@ -51,6 +61,10 @@ PolicyIn = create_model(
     __config__=ConfigDict(extra="allow"),
     **{cap.name: (Any, Field(None, description=_described(cap))) for cap in TABLE},
     **{TOOL_TIMEOUTS: (Any, Field(None, description="{tool name: seconds}; " + _NUMBER))},
+    **{ON_CAP_FIELD: (Any, Field(None, description="stop (the default) or ask"))},
+    **{TIMEOUT_FIELD: (Any, Field(None, description="how long a run waits for a person"))},
+    **{EXTENSION_FIELD: (Any, Field(None, description="{cap: the most it may be extended to}"))},
+    **{TOOLS_FIELD: (Any, Field(None, description="tools whose every call waits for a person"))},
 )
 PolicyOut = create_model(
     "PolicyOut",
@@ -58,6 +72,8 @@ PolicyOut = create_model(
     scope=(str, ...),
     **{cap.name: (_value_type(cap, optional=True), ...) for cap in TABLE},
     **{TOOL_TIMEOUTS: (dict[str, int | float], ...)},
+    **{ON_CAP_FIELD: (str | None, ...), TIMEOUT_FIELD: (int | None, ...)},
+    **{EXTENSION_FIELD: (dict[str, str | int], ...), TOOLS_FIELD: (list[str], ...)},
     updated_at=(datetime, ...),
 )
 CapsOut = create_model(  # the caps a run gets (as frozen on a run)

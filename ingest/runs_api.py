@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 
 from runs.errors import TooLarge
 from runs.models import RunSource, RunStatus
+from runs.selectors.approvals import approval_open
 from runs.selectors.runs import (
     MAX_PAGE,
     RunFilters,
@@ -129,7 +130,9 @@ def run_list(request, query: Query[RunListQuery]):
 
 SUMMARY_FIELDS = tuple(name for name in RunSummaryOut.model_fields if name != "url")
 # The run's own columns; `replay_of` is given as the id (reading the relation would fetch the run).
-DETAIL_FIELDS = tuple(f for f in RunOut.model_fields if f not in {"replay_of", "usage", "url"})
+DETAIL_FIELDS = tuple(
+    f for f in RunOut.model_fields if f not in {"replay_of", "usage", "url", "awaiting"}
+)
 
 
 def _summary_fields(run) -> dict:
@@ -138,13 +141,15 @@ def _summary_fields(run) -> dict:
 
 @router.get("/runs/{ref}", response={200: RunOut, **ERRORS})
 def run_detail(request, ref: str):
-    """One run by full id or unique prefix (≥ 8 hex digits), with usage against its caps."""
+    """One run by full id or unique prefix (≥ 8 hex digits), with usage against its caps and,
+    while it awaits approval, what it holds."""
     require_scope(request, "runs:read")
     run = run_get(ref=ref)
     return {
         **{name: getattr(run, name) for name in DETAIL_FIELDS},
         "replay_of": run.replay_of_id,
         "usage": run_usage_against_caps(run),
+        "awaiting": approval_open(run=run),
         "url": _run_url(run),
     }
 

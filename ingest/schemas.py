@@ -66,6 +66,13 @@ class CapUsage(Schema):
     limit: Decimal | int | float | None
 
 
+class AwaitingOut(Schema):
+    kind: str = Field(description="cap or tool")
+    subject: str = Field(description="the cap's or the tool's name")
+    request: dict[str, Any] = Field(description="what the held call wants; what the run used")
+    asked_at: datetime
+
+
 class RunOut(Schema):
     id: UUID
     agent: str
@@ -92,6 +99,13 @@ class RunOut(Schema):
     replay_of: UUID | None = None
     replay_mode: str
     attempt: int
+    approval_policy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="on_cap, approval_timeout_seconds, max_extension, requires_approval",
+    )
+    awaiting: AwaitingOut | None = Field(
+        None, description="what a run awaiting approval holds (null otherwise)"
+    )
     url: str
 
 

@@ -2,6 +2,7 @@ from django.urls import path
 
 from .views import (
     agents,
+    approvals,
     caps,
     keys,
     overview,
@@ -24,6 +25,7 @@ urlpatterns = [
     path("runs/<str:run_id>/export.json", run_page.run_export, name="export"),
     path("runs/<str:run_id>/cancel/", run_page.run_cancel, name="cancel"),
     path("runs/<str:run_id>/replay/", replay.run_reexecute, name="replay"),
+    path("runs/<str:run_id>/approval/", approvals.run_approval, name="approval"),
     path("runs/<str:run_id>/playback/", replay.run_playback, name="playback"),
     path("runs/<str:run_a>/compare/<str:run_b>/", replay.runs_compare, name="compare"),
     path("agents/", agents.agent_list, name="agents"),

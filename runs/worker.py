@@ -17,14 +17,16 @@ from django.db.models import Max
 from django.utils import timezone
 
 from .agents import AgentSpec, get_agent
+from .engine.approvals import ApprovalPolicy
 from .engine.budget import Usage
 from .engine.caps import Caps
 from .engine.ids import uuid7
 from .engine.runner import execute
-from .models import Event, ReplayMode, Run, RunStatus
+from .models import ACTIVE_STATUSES, Event, ReplayMode, Run, RunStatus
 from .providers import RecordedProvider, ReplayProvider, get_provider
 from .selectors.prices import PriceCache
 from .selectors.replay import recording_of
+from .services.approvals import DbApprovals
 from .services.events import events_record, masked
 from .services.runs import run_claim, run_finish, run_scopes, run_usage_update
 from .services.windows import DbSpendGuard
@@ -163,8 +165,9 @@ def spec_and_provider_for(run: Run, spec: AgentSpec, live_factory):
     return spec, factory
 
 
-def run_execute(*, run_id, worker: str) -> None:
-    """Claim and execute one run; a no-op when the run is gone, finished or held elsewhere."""
+def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) -> None:
+    """Claim and execute one run; a no-op when the run is gone, finished or held elsewhere.
+    `clock` and `sleep` are the run's (tests move them)."""
     agent_name = Run.objects.filter(id=run_id).values_list("agent", flat=True).first()
     if agent_name is None:
         return
@@ -195,6 +198,10 @@ def run_execute(*, run_id, worker: str) -> None:
             price_for=PriceCache(on_read=release_connection),
             provider_factory=factory,
             spend_guard=DbSpendGuard(run_id=run.id, scopes=run_scopes(run)),
+            approvals=DbApprovals(run_id=run.id),
+            approval_policy=ApprovalPolicy.from_dict(run.approval_policy),
+            clock=clock,
+            sleep=sleep,
         )
         run_finish(
             run_id=run.id,
@@ -251,7 +258,9 @@ class Heartbeat:
         if not watched:
             return
         ids = list(watched)
-        Run.objects.filter(id__in=ids, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        Run.objects.filter(id__in=ids, status__in=ACTIVE_STATUSES).update(
+            heartbeat_at=timezone.now()
+        )
         asked = Run.objects.filter(id__in=ids, cancel_requested_at__isnull=False).values_list(
             "id", flat=True
         )

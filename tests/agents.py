@@ -109,3 +109,30 @@ def spend_agent(ctx, input):
 )
 def hang_model_agent(ctx, input):
     ctx.model([{"role": "user", "content": "hello"}], max_tokens=50)
+
+
+@tool(
+    name="test_refund",
+    description="Moves money: appends the amount to a file, one line per refund made.",
+    schema={
+        "type": "object",
+        "properties": {"path": {"type": "string"}, "amount": {"type": "integer"}},
+        "required": ["path", "amount"],
+        "additionalProperties": False,
+    },
+    requires_approval=True,
+)
+def refund(path: str, amount: int) -> dict:
+    with open(path, "a") as f:
+        f.write(f"{amount}\n")
+    return {"refunded": amount}
+
+
+@agent(
+    "test-refund",
+    description="Refunds through test_refund, which waits for a person each call.",
+    tools=["test_refund"],
+)
+def refund_agent(ctx, input):
+    result = ctx.tool("test_refund", {"path": input["path"], "amount": input.get("amount", 5)})
+    return {"refund": result}

@@ -27,10 +27,11 @@ and stops at the first step the caps would have refused (the cut):
 
 Steps the runner refused (`attributes.refused`) were never executed and count for nothing;
 `lifecycle` steps record how a run ended, not work it did, and are not checked against the wall
-clock. When one step passes several caps, the one the runner checks first names the cut: the
-deadline, then repeated calls and tool calls, or model calls, spend, tokens and spend windows.
-`saved_usd` of a cut run is the cost of its steps from the cut on: the refused step and
-everything after it would not have happened.
+clock; time a run spent awaiting approval (its `awaiting_approval` steps) is not on it either. When
+one step passes several caps, the one the runner checks first names the cut: the deadline, then
+repeated calls and tool calls, or model calls, spend, tokens and spend windows. `saved_usd` of a
+cut run is the cost of its steps from the cut on: the refused step and everything after it would
+not have happened.
 Per-tool timeouts are not simulated: a timeout does not end a run.
 """
 
@@ -40,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from .approvals import WAIT_STEP
 from .caps import ENDING, MODEL_CALLS, REPEATS, SPEND, SPEND_WINDOW, TOKENS, TOOL_CALLS, WALL, Caps
 from .windows import Account, Window, period_start, scopes_of
 
@@ -85,7 +87,7 @@ def check_run(run: Mapping, caps: Caps, accounts: list[Account] = ()) -> RunChec
     used = _Used()
     cap = cut_seq = None
     saved = ZERO
-    last_offset = 0.0
+    last_offset = waited = 0.0
     calls_by_key: dict[str, int] = {}
     if any(account.exhausted for account in accounts):
         cap = SPEND_WINDOW  # it would not have started
@@ -96,6 +98,7 @@ def check_run(run: Mapping, caps: Caps, accounts: list[Account] = ()) -> RunChec
         tokens = (step.get("input_tokens") or 0) + (step.get("output_tokens") or 0)
         if cap is None:
             offset = _offset(start, step.get("started_at"))
+            offset = offset - waited if offset is not None else None
             cap = _cap_passed(step, caps, used, offset, cost, tokens, calls_by_key)
             if cap is _REFUSED:  # a first repeat past the cap: refused, the run goes on
                 cap = None
@@ -118,6 +121,8 @@ def check_run(run: Mapping, caps: Caps, accounts: list[Account] = ()) -> RunChec
         end = _offset(start, step.get("ended_at") or step.get("started_at"))
         if end is not None:
             last_offset = max(last_offset, end)
+        if step.get("name") == WAIT_STEP and step.get("kind") == "lifecycle":
+            waited += _offset(step.get("started_at"), step.get("ended_at")) or 0.0
     duration = run.get("duration_s")
     return RunCheck(
         run_id=str(run["id"]),

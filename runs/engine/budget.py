@@ -10,7 +10,17 @@ from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from decimal import ROUND_HALF_UP, Decimal
 
-from .caps import MODEL_CALLS, REPEATS, SPEND, TOKENS, TOOL_CALLS, WALL, Caps, json_number
+from .caps import (
+    MODEL_CALLS,
+    REPEATS,
+    SPEND,
+    TOKENS,
+    TOOL_CALLS,
+    WALL,
+    Caps,
+    cap_named,
+    json_number,
+)
 
 MICRO_USD = Decimal("0.000001")
 PER_MILLION = Decimal(1_000_000)
@@ -155,9 +165,33 @@ class Budget:
         self.started = clock()
         self._calls_by_key: dict[str, int] = {}
         self._repeats_refused = 0
+        self._held_at: float | None = None
+        self.waited_s = 0.0  # held for a person (see `hold`)
 
     def elapsed(self) -> float:
-        return self._clock() - self.started
+        """Seconds the run has run, not counting time held for a person."""
+        now = self._held_at if self._held_at is not None else self._clock()
+        return now - self.started
+
+    def hold(self) -> None:
+        """Stop the wall clock: the run waits for a person, which the wall-clock cap does not
+        count."""
+        self._held_at = self._clock()
+
+    def release(self) -> float:
+        """Start the wall clock again; returns the seconds it was held."""
+        if self._held_at is None:
+            return 0.0
+        waited = self._clock() - self._held_at
+        self.started += waited
+        self.waited_s += waited
+        self._held_at = None
+        return waited
+
+    def extend(self, values: dict) -> None:
+        """Raise caps by name (a person's extension, already checked against its ceiling)."""
+        typed = {name: cap_named(name).parse(value) for name, value in values.items()}
+        self.caps = self.caps.replace(**typed)
 
     def deadline_remaining(self) -> float:
         """Seconds until the wall-clock cap; negative once it has passed."""

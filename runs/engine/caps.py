@@ -23,6 +23,10 @@ USD_PLACES = 4  # a cap is set in whole hundredths of a cent at most
 MAX_USD = Decimal("99999.9999")
 MAX_COUNT = 1_000_000_000
 TOOL_TIMEOUTS = "tool_timeouts"  # per-tool timeouts: {tool name: seconds}, beside the table
+# A policy's fields about asking a person, beside the caps (read by `approvals`, not here).
+ON_CAP_FIELD, TIMEOUT_FIELD = "on_cap", "approval_timeout_seconds"
+EXTENSION_FIELD, TOOLS_FIELD = "max_extension", "requires_approval"
+APPROVAL_FIELDS = (ON_CAP_FIELD, TIMEOUT_FIELD, EXTENSION_FIELD, TOOLS_FIELD)
 # What a run uses up, as a run's counters say it (see `Cap.measures`).
 MEASURES = ("tool_calls", "model_calls", "cost_usd", "tokens", "seconds")
 
@@ -56,6 +60,9 @@ class Cap:
     optional: bool = False
     least: int = 1
     ends_run: bool = True  # reaching it ends the run (else it limits one call)
+    # With the policy's `on_cap: ask`, the call that would pass it is held for a person to
+    # extend the cap (up to the policy's `max_extension`) or stop the run.
+    askable: bool = False
     # Why a run stopped at this cap, in plain words for support: "{limit}" and "{used}" are the
     # values as `show` writes them, "{next}" is used + 1 (the call that was refused).
     stopped: str = ""
@@ -129,6 +136,7 @@ TOOL_CALLS = Cap(
     most=MAX_COUNT,
     measures="tool_calls",
     stopped="it tried tool call {next}; the limit is {limit} per run",
+    askable=True,
 )
 SPEND = Cap(
     "max_cost_usd",
@@ -140,6 +148,7 @@ SPEND = Cap(
     measures="cost_usd",
     least=0,
     stopped="it had spent {used} of its {limit} budget, too little for another model call",
+    askable=True,
 )
 WALL = Cap(
     "max_wall_seconds",
@@ -171,6 +180,7 @@ MODEL_CALLS = Cap(
     measures="model_calls",
     optional=True,
     stopped="it tried model call {next}; the limit is {limit} per run",
+    askable=True,
 )
 TOKENS = Cap(
     "max_tokens",
@@ -182,6 +192,7 @@ TOKENS = Cap(
     measures="tokens",
     optional=True,
     stopped="its next model call could pass the limit of {limit} tokens per run ({used} used)",
+    askable=True,
 )
 
 REPEATS = Cap(
@@ -201,6 +212,8 @@ BY_NAME: dict[str, Cap] = {cap.name: cap for cap in TABLE}
 PER_RUN: tuple[Cap, ...] = tuple(cap for cap in TABLE if cap.per_run)
 # The caps that can stop a run (what a backtest cuts by, what the runs list filters on).
 ENDING: tuple[Cap, ...] = tuple(cap for cap in TABLE if cap.ends_run)
+# The caps a person may extend while a run waits (see `Cap.askable`).
+ASKABLE: tuple[Cap, ...] = tuple(cap for cap in TABLE if cap.askable)
 # Not a cap of one run: a spend window across runs (services.windows) stops a run with this name.
 SPEND_WINDOW = "spend_window"
 # The caps a re-execution's form offers to change, and a new run's form on the agents page.
@@ -383,8 +396,8 @@ def resolve_caps(
     checked against the table's bounds. Raises CapError naming the field for unknown keys, bad
     types or ranges, and raises that are not allowed.
     """
-    caps = _apply(Caps(), global_policy or {}, allow_none_to_clear=True)
-    caps = _apply(caps, agent_policy or {}, allow_none_to_clear=False)
+    caps = _apply(Caps(), _caps_of(global_policy), allow_none_to_clear=True)
+    caps = _apply(caps, _caps_of(agent_policy), allow_none_to_clear=False)
     if not requested:
         return caps
     lowered = _apply(caps, requested, allow_none_to_clear=False)
@@ -407,6 +420,13 @@ def resolve_caps(
                 "only an admin may raise a cap",
             )
     return lowered
+
+
+def _caps_of(policy: Mapping | None) -> Mapping:
+    """A policy's caps, without its approval fields."""
+    if not isinstance(policy, Mapping):
+        return policy or {}
+    return {k: v for k, v in policy.items() if k not in APPROVAL_FIELDS}
 
 
 def _apply(caps: Caps, data: Mapping, *, allow_none_to_clear: bool) -> Caps:

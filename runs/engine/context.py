@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..providers import Provider, ProviderError, RecordingDiverged
 from ..providers.base import ModelResponse, hidden_input_tokens
+from .approvals import APPROVE, EXTEND, TOOL, Asker, tool_denied
 from .budget import Budget, BudgetExceeded, Remaining, RepeatedCall, cost_of
 from .caps import REPEATS
 from .recorder import Recorder, format_traceback, json_value
@@ -58,7 +59,9 @@ class Context:
         provider_factory,
         clock,
         spend_guard: SpendGuard | None = None,
+        asker: Asker | None = None,
     ):
+        self._asker = asker
         self._spec: AgentSpec = spec
         self._budget: Budget = budget
         self._recorder = GuardedRecorder(recorder)
@@ -102,12 +105,15 @@ class Context:
         hidden = hidden_input_tokens(provider, tool_specs) if provider is not None else 0
         held = []  # what the call holds of the spend windows covering the run
         reserve = (lambda worst: held.append(self._reserve(worst))) if self._spend_guard else None
-        try:
-            send_max = self._budget.check_model_call(
+        send_max = self._admit(
+            lambda: self._budget.check_model_call(
                 model, messages, max_tokens, price, tool_specs, hidden, reserve=reserve
-            )
-        except BudgetExceeded as exc:
-            self._refused("model_call", model, {"messages": messages}, exc, model=model)
+            ),
+            "model_call",
+            model,
+            {"messages": messages},
+            model=model,
+        )
         request = {"messages": messages, "tools": tool_specs, "max_tokens": send_max}
         if params:
             request["params"] = params
@@ -181,10 +187,7 @@ class Context:
             self._budget.check_repeat(key, repeatable=_repeatable(name))
         except RepeatedCall as exc:
             return self._repeat_refused(name, args, key, exc)
-        try:
-            self._budget.check_tool_call()
-        except BudgetExceeded as exc:
-            self._refused("tool_call", name, args, exc)
+        self._admit(self._budget.check_tool_call, "tool_call", name, args)
         self._usage_changed()
         ref = self._recorder.step_started(
             "tool_call", name, input=args, attributes={"call_key": key}
@@ -193,6 +196,14 @@ class Context:
         if problem is not None:
             self._recorder.step_ended(ref, "error", output=problem, error=problem)
             return problem
+        if self._asker is not None and self._asker.needs_approval(tool_):
+            decided = self._asker.wait(kind=TOOL, subject=name, request={"args": args}, parent=ref)
+            if decided.decision == CANCELLED:
+                self._abandon(ref, "cancel")
+            if decided.decision != APPROVE:  # denied, or nobody answered in time
+                denied = tool_denied(name, decided.by)
+                self._recorder.step_ended(ref, "error", output=denied, error=denied)
+                return denied
         timeout = self._budget.caps.timeout_for(name, tool_.timeout)
         end = self._clock() + timeout  # counted from the call's start
         if tool_.is_async:
@@ -280,6 +291,22 @@ class Context:
         ref = self._recorder.step_started("lifecycle", "cancelled")
         self._recorder.step_ended(ref, "cancelled", error=error)
         self._halt(CANCELLED, error)
+
+    def _admit(self, check, kind: str, name: str, input, model: str = ""):
+        """`check()`; when it refuses the call at a cap the policy asks about, the call is held
+        until a person extends the cap (then checked again) or says stop (the run ends)."""
+        while True:
+            try:
+                return check()
+            except BudgetExceeded as exc:
+                if self._asker is None or not self._asker.asks_on(exc.cap):
+                    self._refused(kind, name, input, exc, model=model)
+                decided = self._asker.hold_at_cap(exc, kind, name, input)
+                if decided.decision == CANCELLED:
+                    self._halt_cancelled()
+                if decided.decision != EXTEND:
+                    self._refused(kind, name, input, exc, model=model)
+                self._budget.extend(decided.caps)
 
     def _refused(self, kind: str, name: str, input, exc: BudgetExceeded, model: str = ""):
         ref = self._recorder.step_started(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from ..errors import InvalidInput
+from .approvals import FIELDS, approval_json, clean_approval_fields
 from .caps import BY_NAME, TABLE, TOOL_TIMEOUT, TOOL_TIMEOUTS, CapError
 
 
@@ -30,11 +31,13 @@ def clean_policy(values: Mapping, *, complete: bool, tools: Collection[str]) -> 
     the table (None where empty) and `tool_timeouts` (only the registered `tools`; an empty
     timeout drops the tool's entry). `complete`: the global policy, where every required cap
     must be set and an optional cap left out takes the table's default (null turns it off), so a
-    client that does not know a newer cap does not switch it off. Raises CapPolicyInvalid naming
-    every bad field at once, with the same message per field wherever the value came from."""
+    client that does not know a newer cap does not switch it off. The approval fields beside the
+    caps (on_cap…) are cleaned by `approvals.clean_approval_fields`. Raises CapPolicyInvalid
+    naming every bad field at once, with the same message per field wherever it came from."""
     if not isinstance(values, Mapping):
         raise CapPolicyInvalid({"caps": "must be an object of cap names to values"})
-    errors = {str(k): "unknown cap" for k in values if k not in BY_NAME and k != TOOL_TIMEOUTS}
+    known = {*BY_NAME, TOOL_TIMEOUTS, *FIELDS}
+    errors = {str(k): "unknown cap" for k in values if k not in known}
     out: dict = {}
     for cap in TABLE:
         if complete and cap.optional and cap.name not in values:
@@ -51,6 +54,7 @@ def clean_policy(values: Mapping, *, complete: bool, tools: Collection[str]) -> 
         except CapError as exc:
             errors[cap.name] = exc.message
     out[TOOL_TIMEOUTS] = _clean_tool_timeouts(values.get(TOOL_TIMEOUTS), tools, errors)
+    out.update(clean_approval_fields(values, complete=complete, tools=tools, errors=errors))
     if errors:
         raise CapPolicyInvalid(errors)
     return out
@@ -77,9 +81,10 @@ def _clean_tool_timeouts(raw, tools: Collection[str], errors: dict) -> dict:
 
 def policy_json(values: Mapping | None) -> dict | None:
     """A policy (as `clean_policy` returns it, or as stored) in JSON: what is stored, what the
-    audit trail and the API show. Every cap is present (None: empty)."""
+    audit trail and the API show. Every cap and approval field is present (None: empty)."""
     if values is None:
         return None
     out = {cap.name: cap.to_json(values.get(cap.name)) for cap in TABLE}
     out[TOOL_TIMEOUTS] = dict(sorted((values.get(TOOL_TIMEOUTS) or {}).items()))
+    out.update(approval_json(values))
     return out

@@ -18,11 +18,12 @@ from typing import Any
 
 from ..agents import AgentSpec
 from ..providers import Provider, get_provider
+from .approvals import ApprovalPolicy, Approvals, Asker
 from .budget import Budget, Price, Usage
 from .caps import Caps
 from .context import Context
 from .recorder import Recorder, json_value
-from .stops import BUDGET_EXCEEDED, FAILED, SUCCEEDED, RecorderFailed, Stop
+from .stops import BUDGET_EXCEEDED, FAILED, SUCCEEDED, GuardedRecorder, RecorderFailed, Stop
 from .windows import SpendGuard
 
 
@@ -61,17 +62,29 @@ def execute(
     provider_factory: ProviderFactory = default_provider_factory,
     clock: Callable[[], float] = time.monotonic,
     spend_guard: SpendGuard | None = None,
+    approvals: Approvals | None = None,
+    approval_policy: ApprovalPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Run `agent_spec.fn(ctx, run_input)` to an Outcome.
 
     Never raises for anything the agent, its tools or its provider do; it raises only what the
     recorder, `price_for` or `spend_guard` raise. The provider is built on the first model call.
     With a `spend_guard`, every priced model call holds its worst case against the spend windows
-    covering the run until it ends. On return the outcome's usage (with wall_ms) has also been
+    covering the run until it ends. With `approvals`, a cap the `approval_policy` asks about
+    holds the call for a person, and a tool that requires approval waits for one (without,
+    such a tool is denied); waiting looks for an answer between `sleep`s and does not count
+    against the wall-clock cap. On return the outcome's usage (with wall_ms) has also been
     passed to `recorder.usage_changed`.
     """
     budget = Budget(caps, clock=clock)
-    ctx = Context(agent_spec, budget, recorder, price_for, provider_factory, clock, spend_guard)
+    guarded_recorder = GuardedRecorder(recorder)
+    asker = Asker(
+        approvals, approval_policy or ApprovalPolicy(), guarded_recorder, budget, clock, sleep
+    )
+    ctx = Context(
+        agent_spec, budget, recorder, price_for, provider_factory, clock, spend_guard, asker
+    )
     try:
         try:
             ctx.checkpoint()

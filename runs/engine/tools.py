@@ -34,6 +34,7 @@ class Tool:
     schema: dict = field(default_factory=lambda: dict(OBJECT_SCHEMA))
     timeout: float | None = None
     repeatable: bool = False  # meant to be polled: identical calls are not a loop
+    requires_approval: bool = False  # each call waits for a person to approve or deny it
 
     @property
     def is_async(self) -> bool:
@@ -60,9 +61,12 @@ def register_tool(
     schema: dict | None = None,
     timeout: float | None = None,
     repeatable: bool = False,
+    requires_approval: bool = False,
 ) -> Tool:
     """Register `fn` as a tool and return it. The name defaults to the function's name.
     `repeatable` opts the tool out of the repeated-call cap (a status check meant to be polled).
+    `requires_approval`: each call waits for a person to approve or deny it (a policy can ask
+    the same of any tool).
 
     Registering the same function again (a module imported twice) replaces the entry; another
     function under a taken name raises ValueError, as does a schema that is not an object schema.
@@ -85,6 +89,7 @@ def register_tool(
         schema=schema,
         timeout=float(timeout) if timeout is not None else None,
         repeatable=bool(repeatable),
+        requires_approval=bool(requires_approval),
     )
     _TOOLS[name] = tool_
     return tool_
@@ -97,6 +102,7 @@ def tool(
     schema: dict | None = None,
     timeout: float | None = None,
     repeatable: bool = False,
+    requires_approval: bool = False,
 ):
     """Decorator form of `register_tool`; returns the function unchanged."""
 
@@ -108,6 +114,7 @@ def tool(
             schema=schema,
             timeout=timeout,
             repeatable=repeatable,
+            requires_approval=requires_approval,
         )
         return fn
 

@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0008_spend_windows'),
+        ('runs', '0009_approvals'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -8,6 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..agents import all_agents
+from ..engine.approvals import (
+    DEFAULT_TIMEOUT_S,
+    EXTENSION_FIELD,
+    FIELDS,
+    ON_CAP_FIELD,
+    TIMEOUT_FIELD,
+    TOOLS_FIELD,
+)
 from ..engine.backtest import Backtest, backtest
 from ..engine.caps import TABLE, TOOL_TIMEOUTS, CapError, Caps, resolve_caps
 from ..engine.policy import CapPolicyInvalid, clean_policy, is_blank, policy_json
@@ -28,16 +36,16 @@ MAX_CHANGES = 200
 DEFAULT_BACKTEST_RUNS = 100
 MAX_BACKTEST_RUNS = 1000
 BACKTEST_STEP_COLUMNS = (
-    "run_id", "seq", "kind", "status", "started_at", "ended_at", "input_tokens",
+    "run_id", "seq", "kind", "name", "status", "started_at", "ended_at", "input_tokens",
     "output_tokens", "cost_usd",
 )  # fmt: skip
 
 
 def policy_values(policy: CapPolicy | None) -> dict | None:
-    """A stored policy as a plain dict: every cap of the table (None: empty) and
-    `tool_timeouts`; values as stored (USD as strings), which `resolve_caps` reads. A cap the
-    global policy does not mention (one added to the table since it was saved) has the table's
-    default there; an agent's override inherits it."""
+    """A stored policy as a plain dict: every cap of the table (None: empty), `tool_timeouts`
+    and the approval fields (engine.approvals); values as stored (USD as strings), which
+    `resolve_caps` reads. A cap the global policy does not mention (one added to the table
+    since it was saved) has the table's default there; an agent's override inherits it."""
     if policy is None:
         return None
     stored = policy.values or {}
@@ -46,6 +54,11 @@ def policy_values(policy: CapPolicy | None) -> dict | None:
     else:
         values = {cap.name: stored.get(cap.name) for cap in TABLE}
     values[TOOL_TIMEOUTS] = dict(policy.tool_timeouts or {})
+    stored = policy.approvals or {}
+    values.update({name: stored.get(name) for name in FIELDS})
+    if policy.scope == GLOBAL_SCOPE:
+        values[ON_CAP_FIELD] = values[ON_CAP_FIELD] or "stop"
+        values[TIMEOUT_FIELD] = values[TIMEOUT_FIELD] or DEFAULT_TIMEOUT_S
     return values
 
 
@@ -125,6 +138,14 @@ def change_diff(change: CapPolicyChange) -> list[tuple[str, object, object]]:
     rows = [(cap.name, before.get(cap.name), after.get(cap.name)) for cap in TABLE]
     old_t, new_t = before.get(TOOL_TIMEOUTS) or {}, after.get(TOOL_TIMEOUTS) or {}
     rows += [(f"{TOOL_TIMEOUTS}.{t}", old_t.get(t), new_t.get(t)) for t in sorted({*old_t, *new_t})]
+    rows += [(name, before.get(name), after.get(name)) for name in (ON_CAP_FIELD, TIMEOUT_FIELD)]
+    old_x, new_x = before.get(EXTENSION_FIELD) or {}, after.get(EXTENSION_FIELD) or {}
+    rows += [
+        (f"{EXTENSION_FIELD}.{c}", old_x.get(c), new_x.get(c)) for c in sorted({*old_x, *new_x})
+    ]
+    old_r, new_r = before.get(TOOLS_FIELD) or [], after.get(TOOLS_FIELD) or []
+    if sorted(old_r) != sorted(new_r):
+        rows.append((TOOLS_FIELD, ", ".join(old_r) or None, ", ".join(new_r) or None))
     return [row for row in rows if row[1] != row[2]]
 
 

@@ -16,7 +16,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ..agents import get_agent
-from ..engine.caps import TABLE, TOOL_TIMEOUTS, CapError, resolve_caps
+from ..engine.approvals import FIELDS
+from ..engine.caps import BY_NAME, TABLE, TOOL_TIMEOUTS, CapError, resolve_caps
 from ..engine.policy import CapPolicyInvalid, clean_policy, policy_json
 from ..engine.tools import all_tools
 from ..errors import Conflict, NotFound
@@ -37,7 +38,11 @@ def clean_scope_policy(scope: str, values: Mapping) -> dict:
 
 
 def _is_empty(policy: Mapping) -> bool:
-    return all(policy.get(cap.name) is None for cap in TABLE) and not policy.get(TOOL_TIMEOUTS)
+    return (
+        all(policy.get(cap.name) is None for cap in TABLE)
+        and not policy.get(TOOL_TIMEOUTS)
+        and not any(policy.get(name) for name in FIELDS)
+    )
 
 
 # Writes.
@@ -87,9 +92,10 @@ def cap_policy_set(
             policy.values = {
                 k: v
                 for k, v in after.items()
-                if k != TOOL_TIMEOUTS and (v is not None or scope == GLOBAL_SCOPE)
+                if k in BY_NAME and (v is not None or scope == GLOBAL_SCOPE)
             }
             policy.tool_timeouts = after[TOOL_TIMEOUTS]
+            policy.approvals = {k: after[k] for k in FIELDS if after[k]}
             policy.updated_at, policy.updated_by = now, changed_by
             policy.save()
             change = _record(scope, before, after, changed_by, actor, now)

@@ -19,12 +19,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ..agents import get_agent
+from ..engine.approvals import resolve_approval_policy
 from ..engine.caps import CapError, CapRaiseNotAllowed, resolve_caps
 from ..engine.webhooks import RUN_LOST, RUN_STATUS_EVENTS
 from ..engine.windows import scopes_of
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import TERMINAL_STATUSES, ApiKey, Event, Run, RunSource, RunStatus
+from ..models import ACTIVE_STATUSES, TERMINAL_STATUSES, ApiKey, Event, Run, RunSource, RunStatus
 from ..selectors.caps import cap_policies_for
+from .approvals import approvals_close_run
 from .events import masked
 from .webhooks import notify_run
 from .windows import windows_check_room, windows_release_run
@@ -59,10 +61,11 @@ def run_create(
 ) -> Run:
     """Create a queued run of a registered agent and enqueue it once the transaction commits.
 
-    The caps are resolved (global ← agent ← request) and frozen on the run. Raises InvalidInput
-    with code `unknown_agent` or `invalid_caps`, Forbidden (`cap_above_policy`), or
-    SpendWindowExhausted (429) when a spend window covering the run has nothing left this
-    period; nothing is written then (but the window's count of refusals).
+    The caps are resolved (global ← agent ← request) and frozen on the run, with the approval
+    policy (global ← agent: on_cap, the timeout, the ceilings, the tools that need approval).
+    Raises InvalidInput with code `unknown_agent` or `invalid_caps`, Forbidden
+    (`cap_above_policy`), or SpendWindowExhausted (429) when a spend window covering the run
+    has nothing left this period; nothing is written then (but the window's count of refusals).
     """
     spec = get_agent(agent)
     if spec is None:
@@ -88,6 +91,7 @@ def run_create(
             status=RunStatus.QUEUED,
             input=masked(input),
             caps=frozen.to_dict(),
+            approval_policy=resolve_approval_policy(global_policy, agent_policy).to_dict(),
             user_ref=user_ref,
             session_ref=session_ref,
             tags=list(tags),
@@ -161,7 +165,8 @@ def runs_redispatch(*, now=None) -> int:
 
 def run_cancel(*, run: Run) -> Run:
     """Cancel a run: a queued one ends `cancelled` at once; a running one is asked to stop and
-    its runner ends it at its next step or sooner. A finished run cannot be cancelled (Conflict)."""
+    its runner ends it at its next step or sooner (a run awaiting approval stops waiting). A
+    finished run cannot be cancelled (Conflict)."""
     now = timezone.now()
     error = {"code": "cancelled", "message": "Cancelled before it started."}
     if Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(
@@ -173,7 +178,7 @@ def run_cancel(*, run: Run) -> Run:
     ):
         run.refresh_from_db()
         return run
-    if Run.objects.filter(id=run.id, status=RunStatus.RUNNING).update(cancel_requested_at=now):
+    if Run.objects.filter(id=run.id, status__in=ACTIVE_STATUSES).update(cancel_requested_at=now):
         run.refresh_from_db()
         return run
     run.refresh_from_db()
@@ -194,30 +199,37 @@ def run_claim(*, run_id, worker: str, safe_to_retry: bool) -> Run | None:
     if claimed:
         return Run.objects.get(id=run_id)
     run = Run.objects.filter(id=run_id).first()
-    if run is None or run.status != RunStatus.RUNNING:
+    if run is None or run.status not in ACTIVE_STATUSES:
         return None
     stale_before = now - timedelta(seconds=settings.AGENTOPS_HEARTBEAT_STALE_SECONDS)
     if run.heartbeat_at and run.heartbeat_at >= stale_before:
         return None  # a live attempt holds it: this delivery is a duplicate
     if safe_to_retry:
-        retaken = Run.objects.filter(
-            id=run_id, status=RunStatus.RUNNING, attempt=run.attempt
-        ).update(heartbeat_at=now, worker=worker, attempt=run.attempt + 1)
+        with transaction.atomic():
+            retaken = Run.objects.filter(
+                id=run_id, status__in=ACTIVE_STATUSES, attempt=run.attempt
+            ).update(
+                status=RunStatus.RUNNING, heartbeat_at=now, worker=worker, attempt=run.attempt + 1
+            )
+            if retaken:  # the new attempt starts over: what the old one waited on is closed
+                approvals_close_run(run_id=run_id, actor="worker lost; run again", now=now)
         return Run.objects.get(id=run_id) if retaken else None
     run_mark_lost(run_id=run.id, reason="its worker stopped and the task was delivered again")
     return None
 
 
 def run_mark_lost(*, run_id, reason: str) -> bool:
-    """End a running run as `lost` (worker_lost). Steps already written are kept; a step left
-    `running` is closed as `cancelled`. Returns False when the run was not running."""
+    """End a running run (or one awaiting approval) as `lost` (worker_lost). Steps already
+    written are kept; a step left `running` is closed as `cancelled`, a question left open as
+    `lost`. Returns False when the run was not running."""
     now = timezone.now()
     error = {"code": "worker_lost", "message": f"The run was lost: {reason}."}
     with transaction.atomic():
-        ended = Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(
+        ended = Run.objects.filter(id=run_id, status__in=ACTIVE_STATUSES).update(
             status=RunStatus.LOST, error=error, error_code="worker_lost", finished_at=now
         )
         if ended:
+            approvals_close_run(run_id=run_id, actor="worker lost", now=now)
             Event.objects.filter(run_id=run_id, status="running").update(
                 status="cancelled", ended_at=now
             )
@@ -227,11 +239,12 @@ def run_mark_lost(*, run_id, reason: str) -> bool:
 
 
 def runs_reap(*, stale_after_seconds: int | None = None) -> int:
-    """End every running run whose heartbeat stopped more than `stale_after_seconds` ago."""
+    """End every running run (or one awaiting approval) whose heartbeat stopped more than
+    `stale_after_seconds` ago."""
     seconds = stale_after_seconds or settings.AGENTOPS_HEARTBEAT_STALE_SECONDS
     cutoff = timezone.now() - timedelta(seconds=seconds)
     stale = Run.objects.filter(
-        status=RunStatus.RUNNING, source=RunSource.INTERNAL, heartbeat_at__lt=cutoff
+        status__in=ACTIVE_STATUSES, source=RunSource.INTERNAL, heartbeat_at__lt=cutoff
     ).values_list("id", flat=True)
     return sum(
         run_mark_lost(run_id=run_id, reason=f"no heartbeat for over {seconds} s")
@@ -240,9 +253,10 @@ def runs_reap(*, stale_after_seconds: int | None = None) -> int:
 
 
 def run_finish(*, run_id, status: str, output=None, error: dict | None = None, usage=None) -> bool:
-    """Record a run's outcome. Only a running run can finish; returns False otherwise (it was
-    reaped or cancelled meanwhile and keeps that state). A run that ends failed or
-    budget_exceeded is told to the webhooks that asked (sent after commit, by a task)."""
+    """Record a run's outcome. Only a running run (or one awaiting approval) can finish;
+    returns False otherwise (it was reaped or cancelled meanwhile and keeps that state). A run
+    that ends failed or budget_exceeded is told to the webhooks that asked (after commit, by a
+    task)."""
     assert status in TERMINAL_STATUSES, status
     now = timezone.now()
     fields = {
@@ -256,7 +270,7 @@ def run_finish(*, run_id, status: str, output=None, error: dict | None = None, u
     if usage is not None:
         fields.update(usage.fields())
     with transaction.atomic():
-        finished = Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(**fields)
+        finished = Run.objects.filter(id=run_id, status__in=ACTIVE_STATUSES).update(**fields)
         windows_release_run(run_id=run_id)  # what an abandoned call still held
         if finished and status in RUN_STATUS_EVENTS:
             notify_run(RUN_STATUS_EVENTS[status], run_id)

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from ..agents import all_agents, get_agent
+from ..engine.approvals import EXTENSION_FIELD, TOOLS_FIELD, resolve_approval_policy
 from ..engine.caps import (
     BY_NAME,
     ENDING,
@@ -53,6 +54,7 @@ def _tools_for(scope: str, stored: dict | None) -> dict:
     spec = get_agent(scope)
     names = set(spec.tools) if spec is not None and spec.tools else set(declared)
     names |= set((stored or {}).get("tool_timeouts") or {})
+    names |= set((stored or {}).get(TOOLS_FIELD) or ())
     return {name: declared.get(name) for name in names}
 
 
@@ -65,8 +67,16 @@ def _form(scope: str, policies: dict, data=None) -> CapPolicyForm:
     if data is None:
         version = caps_read.cap_policy_last_change_id(scope=scope)
         initial = CapPolicyForm.initial_from(stored, version)
+    approvals = None
+    if scope != GLOBAL_SCOPE:
+        approvals = resolve_approval_policy(policies.get(GLOBAL_SCOPE), None)
     return CapPolicyForm(
-        data, initial=initial, scope=scope, inherited=inherited, tools=_tools_for(scope, stored)
+        data,
+        initial=initial,
+        scope=scope,
+        inherited=inherited,
+        tools=_tools_for(scope, stored),
+        approvals=approvals,
     )
 
 
@@ -135,6 +145,8 @@ def _agent_rows(registered: list[str], overview: dict) -> list[dict]:
 def _shown(value, field: str, empty: str) -> str:
     """An audit trail value: `field` is a cap's name or `tool_timeouts.NAME`."""
     cap = TOOL_TIMEOUT if field.startswith(f"{TOOL_TIMEOUTS}.") else BY_NAME.get(field)
+    if field.startswith(f"{EXTENSION_FIELD}."):
+        cap = BY_NAME.get(field.partition(".")[2])
     if cap is None or value is None:
         return empty if value is None else str(value)
     return cap.show(Decimal(str(value)) if cap.kind == USD else value, empty)

@@ -12,7 +12,15 @@ from django import forms
 from django.utils import timezone
 
 from ..agents import all_agents
-from ..engine.caps import PER_RUN, REPLAY_CAPS, TABLE, USD, Caps, resolve_caps
+from ..engine.approvals import (
+    DEFAULT_TIMEOUT_S,
+    EXTENSION_FIELD,
+    MAX_TIMEOUT_S,
+    ON_CAP_FIELD,
+    TIMEOUT_FIELD,
+    TOOLS_FIELD,
+)
+from ..engine.caps import ASKABLE, PER_RUN, REPLAY_CAPS, TABLE, USD, Caps, resolve_caps
 from ..engine.policy import CapPolicyInvalid, clean_policy, policy_json
 from ..engine.tools import all_tools
 from ..models import GLOBAL_SCOPE, RunSource, RunStatus
@@ -166,6 +174,7 @@ def cap_field(cap, *, placeholder: str = "", help_text: str = "") -> forms.CharF
 
 
 TOOL_PREFIX = "tool__"
+EXTENSION_PREFIX = "extend__"
 LAST_N_CHOICES = [(n, f"last {n}") for n in (20, 50, DEFAULT_BACKTEST_RUNS, 200, 500)]
 
 
@@ -179,10 +188,13 @@ class CapPolicyForm(forms.Form):
         choices=LAST_N_CHOICES, coerce=int, initial=DEFAULT_BACKTEST_RUNS, label="Backtest on the"
     )
 
-    def __init__(self, *args, scope: str, inherited: Caps | None, tools: dict, **kwargs):
+    def __init__(
+        self, *args, scope: str, inherited: Caps | None, tools: dict, approvals=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.scope = scope
         self.policy: dict | None = None
+        self._approval_fields(tools, approvals)
         for cap in TABLE:
             self.fields[cap.name] = cap_field(
                 cap, placeholder=self._placeholder(cap, inherited), help_text=cap.bounds
@@ -203,6 +215,45 @@ class CapPolicyForm(forms.Form):
         value = inherited.to_dict()[cap.name]
         return "inherits: off" if value is None else f"inherits {value}"
 
+    def _approval_fields(self, tools: dict, inherited) -> None:
+        """on_cap, the timeout, a ceiling per askable cap and the tools that need approval.
+        `inherited`: the global policy's values an agent's empty field falls back to."""
+        inherit = [("", f"inherit ({inherited.on_cap})")] if inherited else []
+        self.fields[ON_CAP_FIELD] = forms.ChoiceField(
+            required=False,
+            label="When a cap is reached",
+            choices=[*inherit, ("stop", "stop the run"), ("ask", "ask a person")],
+        )
+        fallback = inherited.timeout_s if inherited else DEFAULT_TIMEOUT_S
+        self.fields[TIMEOUT_FIELD] = forms.CharField(
+            required=False,
+            label="Approval timeout (seconds)",
+            help_text=f"whole seconds from 1 to {MAX_TIMEOUT_S}; then a cap stops the run and "
+            "a tool call is denied",
+            widget=forms.TextInput(
+                attrs={"inputmode": "numeric", "size": 12, "placeholder": f"{fallback}"}
+            ),
+        )
+        for cap in ASKABLE:
+            ceiling = inherited.max_extension.get(cap.name) if inherited else None
+            self.fields[EXTENSION_PREFIX + cap.name] = cap_field(
+                cap,
+                placeholder=f"inherits {cap.show(ceiling)}" if ceiling is not None else "none",
+                help_text="the most a person may extend it to; empty: it cannot be extended",
+            )
+            # Named by the cap's name: its label belongs to the cap's own field above.
+            self.fields[EXTENSION_PREFIX + cap.name].label = f"Ceiling of {cap.name}"
+        self.fields[TOOLS_FIELD] = forms.MultipleChoiceField(
+            required=False,
+            label="Tools whose every call waits for a person",
+            choices=[(name, name) for name in sorted(tools)],
+            widget=forms.CheckboxSelectMultiple,
+        )
+
+    def approval_fields(self):
+        names = [ON_CAP_FIELD, TIMEOUT_FIELD, *(EXTENSION_PREFIX + c.name for c in ASKABLE)]
+        return [self[name] for name in names]
+
     def tool_fields(self):
         return [self[name] for name in self.fields if name.startswith(TOOL_PREFIX)]
 
@@ -217,6 +268,10 @@ class CapPolicyForm(forms.Form):
             for name in self.fields
             if name.startswith(TOOL_PREFIX)
         }
+        values[ON_CAP_FIELD] = data.get(ON_CAP_FIELD)
+        values[TIMEOUT_FIELD] = data.get(TIMEOUT_FIELD)
+        values[EXTENSION_FIELD] = {c.name: data.get(EXTENSION_PREFIX + c.name) for c in ASKABLE}
+        values[TOOLS_FIELD] = list(data.get(TOOLS_FIELD) or [])
         try:
             self.policy = clean_policy(
                 values, complete=self.scope == GLOBAL_SCOPE, tools={t.name for t in all_tools()}
@@ -224,6 +279,7 @@ class CapPolicyForm(forms.Form):
         except CapPolicyInvalid as exc:
             for field, message in exc.errors.items():
                 name = field.replace("tool_timeouts.", TOOL_PREFIX, 1)
+                name = name.replace(f"{EXTENSION_FIELD}.", EXTENSION_PREFIX, 1)
                 self.add_error(name if name in self.fields else None, f"{message}")
         return data
 
@@ -237,6 +293,12 @@ class CapPolicyForm(forms.Form):
                 initial[cap.name] = str(values[cap.name])
         for tool, seconds in (values.get("tool_timeouts") or {}).items():
             initial[TOOL_PREFIX + tool] = str(seconds)
+        initial[ON_CAP_FIELD] = values.get(ON_CAP_FIELD) or ""
+        if values.get(TIMEOUT_FIELD) is not None:
+            initial[TIMEOUT_FIELD] = str(values[TIMEOUT_FIELD])
+        for cap, ceiling in (values.get(EXTENSION_FIELD) or {}).items():
+            initial[EXTENSION_PREFIX + cap] = str(ceiling)
+        initial[TOOLS_FIELD] = list(values.get(TOOLS_FIELD) or [])
         return initial
 
     def proposal(self, global_policy: dict | None) -> dict:

@@ -1,13 +1,16 @@
 """/: runs, failures, cap hits and spend over a window as SVG bar charts; the slowest and most
-failing tools; the latest cap hits. Every number links to the run list it counts."""
+failing tools; the latest cap hits; how many runs await approval now. Every number links to
+the run list it counts."""
 
 from urllib.parse import urlencode
 
 from django.shortcuts import render
 from django.urls import reverse
 
+from ..models import RunStatus
 from ..roles import SUPPORT, role_required
 from ..selectors import stats
+from ..selectors.approvals import awaiting_count
 from .charts import bar_chart
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M"  # what the run list's since/until fields read (UTC)
@@ -74,6 +77,8 @@ def overview(request):
         "charts": charts,
         "tools": tools,
         "cap_hits": stats.recent_cap_hits(),
+        "awaiting": awaiting_count(),
+        "awaiting_url": runs_url(status=RunStatus.AWAITING_APPROVAL),
         "since": since,
         "until": until,
     }

@@ -2,7 +2,7 @@
 body, the live part) and its actions (cancel, export as JSON)."""
 
 from django.contrib import messages
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -11,9 +11,10 @@ from django_htmx.http import HttpResponseStopPolling
 
 from ..engine.caps import BY_NAME, REPLAY_CAPS
 from ..errors import AppError
-from ..models import Run
+from ..models import Run, RunStatus
 from ..roles import ENGINEER, SUPPORT, has_role, role_required
 from ..selectors import timeline
+from ..selectors.approvals import approval_open, question_rows, waited_seconds
 from ..selectors.export import run_export_chunks
 from ..selectors.runs import run_get, run_usage_against_caps
 from ..selectors.windows import windows_for_run
@@ -58,13 +59,17 @@ def budget_rows(run: Run) -> list[dict]:
     ]
 
 
-def _live_context(request, run: Run) -> dict:
+def live_context(request, run: Run) -> dict:
+    """What the live part of a run's page shows (status, budget, what it waits on)."""
+    question = approval_open(run=run)
     return {
         "run": run,
         "steps_url": reverse("runs:steps", args=[run.id]),
         "budget": budget_rows(run),
         "windows": windows_for_run(run),
         "can_cancel": has_role(request.user, ENGINEER),
+        "question": question_rows(question, run) if question else None,
+        "waited_s": waited_seconds(run=run) if run.approval_policy else 0,
     }
 
 
@@ -85,7 +90,7 @@ def run_detail(request, run_id):
         ]
     )
     context = {
-        **_live_context(request, run),
+        **live_context(request, run),
         "rows": step_rows(run, steps),
         "next_after": next_after,
         "after": after,
@@ -106,12 +111,19 @@ def _live_update(request, run: Run):
     the page still shows as running (`open`) are replaced, steps after the page's last one
     (`last`, sent only when the page holds the whole timeline) are appended. Once the run is
     finished the answer tells htmx to stop polling."""
+    waiting = int_param(request.GET.get("waiting"))
+    if waiting is not None and run.status == RunStatus.AWAITING_APPROVAL:
+        question = approval_open(run=run)
+        if question is not None and question.id == waiting:
+            # Still waiting on the question the page shows: nothing to swap, so an answer
+            # being typed into its form is not wiped.
+            return HttpResponse(status=204)
     open_seqs = [int_param(s) for s in request.GET.get("open", "").split(",")]
     open_seqs = [n for n in open_seqs if n is not None]
     last = int_param(request.GET.get("last"))
     changed, appended, next_after = timeline.live_steps(run=run, open_seqs=open_seqs, last=last)
     context = {
-        **_live_context(request, run),
+        **live_context(request, run),
         "changed": step_rows(run, changed),
         "appended": step_rows(run, appended),
         "next_after": next_after,
@@ -193,7 +205,7 @@ def run_cancel(request, run_id):
         problem = exc.message
     if is_partial(request):
         # The page's live part, re-rendered: it keeps polling until the runner has stopped.
-        context = {**_live_context(request, run), "cancel_error": problem}
+        context = {**live_context(request, run), "cancel_error": problem}
         return render(request, "runs/run.html#live", context)
     if problem:
         messages.error(request, problem)

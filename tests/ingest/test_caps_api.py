@@ -337,3 +337,66 @@ def test_a_backtest_may_propose_a_window(client):
     error = assert_error(call(client, "post", "/caps/backtest", bad, key("admin")), 422,
                          "invalid_caps")  # fmt: skip
     assert "windows.0.limit_usd" in error["details"]["fields"]
+
+
+# Asking a person: on_cap, the timeout, the ceilings and the tools that need approval.
+
+
+def test_put_carries_the_approval_fields_and_runs_freeze_them(client):
+    token = key("admin")
+    body = {
+        "on_cap": "ask",
+        "approval_timeout_seconds": 60,
+        "max_extension": {"max_cost_usd": "2", "max_tool_calls": 40},
+        "requires_approval": ["lookup_order"],
+    }
+    response = call(client, "put", "/caps/demo-support", body, token)
+    assert response.status_code == 200, response.content
+    policy = response.json()["policy"]
+    assert policy["on_cap"] == "ask" and policy["approval_timeout_seconds"] == 60
+    assert policy["max_extension"] == {"max_tool_calls": 40, "max_cost_usd": "2.00"}
+    assert policy["requires_approval"] == ["lookup_order"]
+    state = call(client, "get", "/caps", token=token).json()
+    assert (
+        state["global"]["on_cap"] == "stop" and state["global"]["approval_timeout_seconds"] == 900
+    )
+    run = run_create(agent="demo-support", input={})
+    assert run.approval_policy == {
+        "on_cap": "ask",
+        "approval_timeout_seconds": 60,
+        "max_extension": {"max_tool_calls": 40, "max_cost_usd": "2.00"},
+        "requires_approval": ["lookup_order"],
+    }
+    assert run_create(agent="demo-loop", input={}).approval_policy["on_cap"] == "stop"
+    change = CapPolicyChange.objects.filter(scope="demo-support").latest("id")
+    assert change.after["on_cap"] == "ask"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"on_cap": "sometimes"}, "on_cap"),
+        ({"approval_timeout_seconds": 0}, "approval_timeout_seconds"),
+        ({"approval_timeout_seconds": 604801}, "approval_timeout_seconds"),
+        ({"max_extension": {"max_wall_seconds": 900}}, "max_extension.max_wall_seconds"),
+        ({"max_extension": {"max_cost_usd": "-1"}}, "max_extension.max_cost_usd"),
+        ({"max_extension": ["max_cost_usd"]}, "max_extension"),
+        ({"requires_approval": ["no_such_tool"]}, "requires_approval"),
+    ],
+)
+def test_bad_approval_fields_are_422_per_field(client, body, field):
+    error = assert_error(
+        call(client, "put", "/caps/global", body, key("admin")), 422, "invalid_caps"
+    )
+    assert field in error["details"]["fields"]
+
+
+def test_the_approval_timeout_bounds_themselves_are_accepted(client):
+    for seconds in (1, 604800):
+        body = {**FULL_GLOBAL, "approval_timeout_seconds": seconds}
+        assert call(client, "put", "/caps/global", body, key("admin")).status_code == 200
+
+
+def test_a_run_request_cannot_set_on_cap(client):
+    body = {"agent": "demo-loop", "caps": {"on_cap": "ask"}}
+    assert_error(call(client, "post", "/runs", body, key("runs:write")), 422, "invalid_caps")

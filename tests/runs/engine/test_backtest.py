@@ -287,3 +287,18 @@ def test_a_window_cuts_the_model_call_that_would_pass_it():
     assert (check.cap, check.cut_at_seq, check.saved_usd) == ("spend_window", 1, Decimal("0.025"))
     other_user = [spender("r", day(1), ["0.02", "0.02"], user_ref="u-2")]
     assert backtest(other_user, lambda agent: Caps(), windows=[window]).checks[0].cap is None
+
+
+def test_time_awaiting_approval_is_not_on_the_wall_clock():
+    wait = {**step(1, "lifecycle", at=1), "name": "awaiting_approval"}
+    wait["ended_at"] = T0 + timedelta(seconds=601)  # ten minutes waiting for a person
+    steps = [step(0, "tool_call"), wait, step(2, "tool_call", at=605)]
+    run = {"id": "r", "agent": "a", "started_at": T0, "steps": steps}
+    assert check_run(run, CAPS).cap is None  # 605 s after the start, 5 s of it working
+    late = {
+        "id": "r",
+        "agent": "a",
+        "started_at": T0,
+        "steps": [*steps, step(3, "tool_call", at=612)],
+    }
+    assert check_run(late, CAPS).cut_at_seq == 3

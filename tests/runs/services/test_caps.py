@@ -144,6 +144,10 @@ def test_every_change_is_recorded_with_who_when_before_and_after(make_user):
         "max_model_calls": None,
         "max_tokens": None,
         "max_repeated_calls": None,
+        "on_cap": None,
+        "approval_timeout_seconds": None,
+        "max_extension": {},
+        "requires_approval": [],
     }
     assert newest.actor == "key:ci" and newest.changed_by is None
     assert newest.before == first.after

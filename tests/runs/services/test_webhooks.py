@@ -14,6 +14,7 @@ from django.utils import timezone
 from runs.engine.webhooks import RUN_AWAITING_APPROVAL, RUN_FAILED, WINDOW_80, WINDOW_EXHAUSTED
 from runs.errors import Conflict
 from runs.models import Run, Webhook, WebhookDelivery
+from runs.services.approvals import DbApprovals
 from runs.services.runs import run_finish, run_mark_lost
 from runs.services.webhooks import (
     deliveries_sweep,
@@ -343,3 +344,16 @@ def test_ingested_spend_can_fill_a_window(sent):
     windows_add_spend(spends=[(["global", "agent:remote-bot"], Decimal("2.50"))])
     assert window_events() == [WINDOW_80, WINDOW_EXHAUSTED]
     assert json.loads(json.dumps(WebhookDelivery.objects.first().payload))["window"]["id"]
+
+
+def test_a_run_that_starts_waiting_for_a_person_is_told_once_per_question(sent):
+    hook("https://a.example.com/x", events=[RUN_AWAITING_APPROVAL])
+    run = running_run()
+
+    ref = DbApprovals(run_id=run.id).ask(kind="tool", subject="refund", request={"args": {}})
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.event == RUN_AWAITING_APPROVAL
+    assert delivery.key == f"{RUN_AWAITING_APPROVAL}:{run.id}:{ref}"
+    assert delivery.payload["run"]["status"] == "awaiting_approval"
+    assert delivery.payload["detail"] == {"kind": "tool", "subject": "refund"}

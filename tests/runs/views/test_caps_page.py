@@ -385,3 +385,51 @@ def test_the_caps_page_reads_a_fixed_number_of_queries(client, make_user):
     for n in range(8):
         caps.cap_policy_set(scope="demo-loop", values={"max_tool_calls": 8 + n}, actor="key:d")
     assert queries() == few
+
+
+# Asking a person.
+
+
+def test_an_agent_is_set_to_ask_with_ceilings_and_tools_from_the_page(client, make_user):
+    login(client, make_user)
+    page = client.get("/caps/?scope=demo-support").content.decode()
+    assert "inherit (stop)" in page and 'name="requires_approval"' in page
+    form = {
+        "scope": "demo-support",
+        "version": "0",
+        "last_n": "100",
+        "on_cap": "ask",
+        "approval_timeout_seconds": "120",
+        "extend__max_cost_usd": "2.50",
+        "requires_approval": ["lookup_order"],
+    }
+    response = client.post("/caps/?scope=demo-support", form)
+    assert response.status_code == 302, field_errors(response.content.decode())
+    policy = CapPolicy.objects.get(scope="demo-support")
+    assert policy.values == {} and policy.approvals == {
+        "on_cap": "ask",
+        "approval_timeout_seconds": 120,
+        "max_extension": {"max_cost_usd": "2.50"},
+        "requires_approval": ["lookup_order"],
+    }
+    page = client.get("/caps/?scope=demo-support").content.decode()
+    history = page[page.index('id="history-h"') :]
+    assert "on_cap</span>: inherit → ask" in history
+    assert "max_extension.max_cost_usd</span>: inherit → $2.50" in history
+    assert 'value="2.50"' in page and 'value="ask" selected' in page
+
+
+def test_bad_approval_fields_get_their_message_beside_them(client, make_user):
+    login(client, make_user)
+    form = {
+        **GLOBAL_FORM,
+        "version": "0",
+        "on_cap": "ask",
+        "approval_timeout_seconds": "0",
+        "extend__max_tool_calls": "many",
+    }
+    response = client.post("/caps/?scope=global", form)
+    assert response.status_code == 422
+    errors = field_errors(response.content.decode())
+    assert set(errors) >= {"approval_timeout_seconds", "extend__max_tool_calls"}
+    assert not CapPolicy.objects.filter(scope="global", approvals__on_cap="ask").exists()

@@ -7,12 +7,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from .engine.ids import uuid7
+from ..engine.ids import uuid7
 
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     BUDGET_EXCEEDED = "budget_exceeded"
@@ -29,6 +30,10 @@ TERMINAL_STATUSES = frozenset(
         RunStatus.LOST,
     }
 )
+
+
+# A run a worker is executing: running, or holding a call for a person.
+ACTIVE_STATUSES = (RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL)
 
 
 class RunSource(models.TextChoices):
@@ -53,6 +58,9 @@ class Run(models.Model):
     error_code = models.CharField(max_length=40, blank=True, default="")
     cap_hit = models.CharField(max_length=40, blank=True, default="")
     caps = models.JSONField(default=dict, blank=True)
+    # What the run does at a cap and which tools wait for a person (engine.approvals), frozen
+    # on the run with its caps.
+    approval_policy = models.JSONField(default=dict, blank=True)
 
     tool_calls = models.PositiveIntegerField(default=0)
     model_calls = models.PositiveIntegerField(default=0)
@@ -104,6 +112,12 @@ class Run(models.Model):
                 fields=["heartbeat_at"],
                 name="run_running_heartbeat",
                 condition=Q(status="running"),
+            ),
+            # The overview's count and the reaper's second look: runs waiting for a person.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="run_awaiting_heartbeat",
+                condition=Q(status="awaiting_approval"),
             ),
         ]
         constraints = [
@@ -206,6 +220,9 @@ class CapPolicy(models.Model):
     values = models.JSONField(default=dict, blank=True)
     # {"tool_name": seconds}: per-tool timeouts that win over the tool timeout cap.
     tool_timeouts = models.JSONField(default=dict, blank=True)
+    # on_cap, approval_timeout_seconds, max_extension {cap: ceiling}, requires_approval [tools]
+    # (engine.approvals); a field absent is empty (an agent inherits it).
+    approvals = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -368,75 +385,6 @@ class SpendReservation(models.Model):
         return f"{self.run_id}: {self.micros} micro-USD"
 
 
-class Webhook(models.Model):
-    """An endpoint told of `events` (runs.engine.webhooks.EVENTS). The secret signs each delivery
-    and is never shown after creation. Disabled after too many failed attempts in a row."""
-
-    url = models.CharField(max_length=2000)
-    secret = models.CharField(max_length=200)
-    events = models.JSONField(default=list)
-    created_at = models.DateTimeField(default=timezone.now)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    consecutive_failures = models.PositiveIntegerField(default=0)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    disabled_at = models.DateTimeField(null=True, blank=True)
-    disabled_reason = models.CharField(max_length=300, blank=True, default="")
-
-    class Meta:
-        ordering = ["id"]
-
-    def __str__(self):
-        return self.url
-
-
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"  # given up on
-
-
-class WebhookDelivery(models.Model):
-    """One event for one endpoint: `key` names the event (one row per endpoint and event, so an
-    event is never delivered twice), `payload` is the body sent. Attempted until delivered or
-    given up on; `next_attempt_at` is when it is due (or, while an attempt is under way, when
-    that attempt counts as lost)."""
-
-    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.CharField(max_length=40)
-    key = models.CharField(max_length=300)
-    payload = models.JSONField()
-    status = models.CharField(
-        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    response_code = models.PositiveIntegerField(null=True, blank=True)
-    error = models.CharField(max_length=300, blank=True, default="")
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [
-            models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_created"),
-            # The sweep's query: pending deliveries by when they are due.
-            models.Index(
-                fields=["next_attempt_at"],
-                name="delivery_pending_due",
-                condition=Q(status="pending"),
-            ),
-        ]
-        constraints = [
-            models.UniqueConstraint(fields=["webhook", "key"], name="delivery_webhook_key_unique"),
-            models.CheckConstraint(
-                condition=Q(status__in=DeliveryStatus.values), name="delivery_status_valid"
-            ),
-        ]
-
-    def __str__(self):
-        return f"{self.event} to {self.webhook_id}: {self.status}"
+# Tables of their own domains, defined beside this module.
+from .approvals import Approval, ApprovalKind  # noqa: E402, F401
+from .webhooks import DeliveryStatus, Webhook, WebhookDelivery  # noqa: E402, F401
