@@ -17,6 +17,7 @@ from runs.services.ingest import ingest_batch
 from .auth import api_auth, require_scope
 from .items import EventItem, RunItem, validate_items
 from .otlp import (
+    DEFAULT_MAX_BYTES,
     JSON,
     PROTOBUF,
     OtlpBodyTooLarge,
@@ -26,7 +27,6 @@ from .otlp import (
     should_replace_run,
     translate,
 )
-from .otlp_protobuf import DEFAULT_MAX_BYTES
 from .schemas import ErrorOut
 from .throttle import throttle
 
