@@ -1,7 +1,7 @@
 """What a convention family reads from one span: the step's fields, and whether the span is an
 agent's (a candidate for the run). Plus the small value helpers every family shares. No Django.
 
-A family module has two functions:
+A family module has two functions, exported together as its ``FAMILY``:
 
 - ``claims(attrs) -> bool``: whether the span carries that family's attributes;
 - ``step(name, attrs, content) -> StepFields``: the fields, from the span's name, its attributes
@@ -10,8 +10,9 @@ A family module has two functions:
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_COUNT = 2**31 - 1  # the token columns are 32-bit
 
@@ -36,6 +37,14 @@ class StepFields:
     agent_guess: str = ""
     run_input: Any = None
     run_output: Any = None
+
+
+class Family(NamedTuple):
+    """A convention family: its name and its two functions (see the module's docstring)."""
+
+    name: str
+    claims: Callable[[dict], bool]
+    step: Callable[[str, dict, dict], "StepFields"]
 
 
 def content(value):

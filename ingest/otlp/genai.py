@@ -8,7 +8,7 @@ conversation too). Tokens are only set on model calls, so usage summed over step
 counts an agent span that reports the total.
 """
 
-from .fields import StepFields, count, take
+from .fields import Family, StepFields, count, take
 
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 
@@ -44,3 +44,6 @@ def step(name: str, attrs: dict, content: dict) -> StepFields:
             fields.run_input = {"messages": fields.input} if fields.input is not None else None
             fields.run_output = {"messages": fields.output} if fields.output is not None else None
     return fields
+
+
+FAMILY = Family("genai", claims, step)

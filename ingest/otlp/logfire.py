@@ -4,8 +4,8 @@ its spans follow the GenAI conventions; the agent run span also holds the whole 
 last user message) and output. No Django.
 """
 
-from . import genai
-from .fields import StepFields, content, last_text
+from .fields import Family, StepFields, content, last_text
+from .genai import step as genai_step
 
 _MARKERS = ("logfire.span_type", "logfire.msg", "pydantic_ai.all_messages", "final_result")
 
@@ -15,7 +15,7 @@ def claims(attrs: dict) -> bool:
 
 
 def step(name: str, attrs: dict, content_events: dict) -> StepFields:
-    fields = genai.step(name, attrs, content_events)
+    fields = genai_step(name, attrs, content_events)
     if "agent_name" in attrs and not fields.agent_name:
         fields.agent_name = str(attrs["agent_name"])
     if attrs.get("gen_ai.operation.name") == "invoke_agent" or "final_result" in attrs:
@@ -31,3 +31,6 @@ def step(name: str, attrs: dict, content_events: dict) -> StepFields:
         if fields.output is None:
             fields.output = fields.run_output
     return fields
+
+
+FAMILY = Family("logfire", claims, step)

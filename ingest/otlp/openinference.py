@@ -10,8 +10,8 @@ instrumentations copy a tool's JSON schema into ``gen_ai.tool.call.arguments``, 
 arguments are in ``input.value``.
 """
 
-from . import genai
-from .fields import StepFields, count, indexed, take
+from .fields import Family, StepFields, count, indexed, take
+from .genai import step as genai_step
 
 KIND = "openinference.span.kind"
 
@@ -22,7 +22,7 @@ def claims(attrs: dict) -> bool:
 
 def step(name: str, attrs: dict, content: dict) -> StepFields:
     kind = str(attrs.pop(KIND, "")).upper()
-    fallback = genai.step(name, attrs, content)
+    fallback = genai_step(name, attrs, content)
     fields = StepFields(agent_name=str(attrs.pop("agent.name", None) or fallback.agent_name))
     if kind in ("LLM", "EMBEDDING"):
         model = attrs.pop("llm.model_name", None) or attrs.pop("embedding.model_name", None)
@@ -89,3 +89,6 @@ def _messages(items: list) -> list[dict]:
             out["tool_call_id"] = message["tool_call_id"]
         messages.append(out)
     return messages
+
+
+FAMILY = Family("openinference", claims, step)

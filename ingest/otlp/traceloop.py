@@ -5,8 +5,8 @@ indexed prompt and completion keys of OpenLLMetry up to 0.52 (``gen_ai.prompt.N.
 GenAI. No Django.
 """
 
-from . import genai
-from .fields import StepFields, content, count, indexed
+from .fields import Family, StepFields, content, count, indexed
+from .genai import step as genai_step
 
 SPAN_KIND = "traceloop.span.kind"
 _LEGACY = ("gen_ai.prompt.", "gen_ai.completion.")
@@ -18,7 +18,7 @@ def claims(attrs: dict) -> bool:
 
 def step(name: str, attrs: dict, content_events: dict) -> StepFields:
     kind = attrs.pop(SPAN_KIND, None)
-    fields = genai.step(name, attrs, content_events)
+    fields = genai_step(name, attrs, content_events)
     if fields.kind == "model_call":
         if fields.input_tokens is None:
             fields.input_tokens = count(attrs, "gen_ai.usage.prompt_tokens")
@@ -85,3 +85,6 @@ def _messages(items: list) -> list[dict]:
             ]
         messages.append(message)
     return messages
+
+
+FAMILY = Family("traceloop", claims, step)

@@ -29,8 +29,11 @@ from functools import cached_property
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from . import genai, logfire, openinference, traceloop
 from .fields import StepFields, last_text
+from .genai import FAMILY as GENAI
+from .logfire import FAMILY as LOGFIRE
+from .openinference import FAMILY as OPENINFERENCE
+from .traceloop import FAMILY as TRACELOOP
 from .wire import (
     DEFAULT_MAX_BYTES,
     attributes_to_dict,
@@ -45,7 +48,7 @@ STEP_NAMESPACE = uuid.UUID("5b0f3a52-5c8e-4c39-9d6e-3f1f0c6a7e21")
 RUN_BASIS_RANK = {"partial": 0, "root_span": 1, "invoke_agent": 2, "root_invoke_agent": 3}
 
 # Convention families, most specific first; GenAI claims every span.
-FAMILIES = (openinference, logfire, traceloop, genai)
+FAMILIES = (OPENINFERENCE, LOGFIRE, TRACELOOP, GENAI)
 _STATUS_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
 # Span events that only carry message content (newer and older GenAI conventions).
 _CONTENT_EVENTS = frozenset(
