@@ -63,8 +63,9 @@ def take(attrs: dict, *keys: str, lookup: dict | None = None):
     source = attrs if lookup is None else lookup
     for key in keys:
         if key in source:
+            value = source[key]
             attrs.pop(key, None)
-            return content(source[key])
+            return content(value)
     return None
 
 
