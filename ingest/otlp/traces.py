@@ -217,8 +217,6 @@ def _run(trace_id: bytes, spans: list[_Span]) -> dict:
         "status": "running",
         "started_at": unix_nano_to_iso(source.span.start_time_unix_nano),
         "finished_at": None,
-        "input": {},
-        "output": None,
         "error": None,
         "user_ref": _ref(attrs, resource, "user.id", "enduser.id"),
         "session_ref": _ref(attrs, resource, "session.id", "gen_ai.conversation.id"),
@@ -236,7 +234,12 @@ def _run(trace_id: bytes, spans: list[_Span]) -> dict:
     }
     if chosen is None:
         return run
-    run["input"], run["output"] = _run_input_output(chosen, spans)
+    # Left out when unknown: a run filled in from its stored steps keeps what it has.
+    run_input, run_output = _run_input_output(chosen, spans)
+    if run_input is not None:
+        run["input"] = run_input
+    if run_output is not None:
+        run["output"] = run_output
     if chosen.span.end_time_unix_nano:
         run["finished_at"] = unix_nano_to_iso(chosen.span.end_time_unix_nano)
         error = _error(chosen, "agent_error")
@@ -270,7 +273,7 @@ def _run_input_output(chosen: _Span, spans: list[_Span]) -> tuple:
         run_input = last_text(calls[0].fields.input, "user")
     if run_output is None and calls:
         run_output = last_text(calls[-1].fields.output, "assistant")
-    return ({} if run_input is None else run_input), run_output
+    return run_input, run_output
 
 
 def _has_agent_ancestor(item: _Span, by_id: dict) -> bool:
