@@ -146,3 +146,24 @@ def last_text(messages, role: str | None) -> str | None:
         if text:
             return text
     return None
+
+
+def tool_call_arguments(messages, tool: str) -> list:
+    """The arguments of each call of ``tool`` that ``messages`` ask for, in the shapes the
+    conventions use (``tool_calls`` with or without ``function``, GenAI ``tool_call`` parts)."""
+    found = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
+        calls = list(message.get("tool_calls") or [])
+        calls += [p for p in message.get("parts") or [] if isinstance(p, dict)]
+        for call in calls:
+            if not isinstance(call, dict) or call.get("type", "tool_call") not in (
+                "tool_call",
+                "function",
+            ):
+                continue
+            function = call.get("function") if isinstance(call.get("function"), dict) else call
+            if function.get("name") == tool:
+                found.append(content(function.get("arguments")))
+    return found

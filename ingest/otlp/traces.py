@@ -29,7 +29,7 @@ from functools import cached_property
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from .fields import StepFields, last_text
+from .fields import StepFields, last_text, tool_call_arguments
 from .genai import FAMILY as GENAI
 from .logfire import FAMILY as LOGFIRE
 from .openinference import FAMILY as OPENINFERENCE
@@ -170,7 +170,9 @@ def translate_request(request: ExportTraceServiceRequest) -> OtlpResult:
                 index += 1
     for trace_id, spans in traces.items():
         result.runs.append(_run(trace_id, spans))
-        result.events.extend(_event(trace_id, item) for item in spans)
+        events = [_event(trace_id, item) for item in spans]
+        _arguments_from_model_calls(events)
+        result.events.extend(events)
     result.events.sort(key=lambda event: (event["_start"], event["attributes"]["otel.span_id"]))
     for event in result.events:
         del event["_start"]
@@ -337,6 +339,27 @@ def _event(trace_id: bytes, item: _Span) -> dict:
         attrs["otel.events"] = kept_events
     event["attributes"] = attrs
     return event
+
+
+def _arguments_from_model_calls(events: list[dict]) -> None:
+    """Give a tool call recorded without its arguments as an object (OpenInference's LangChain
+    instrumentation records a one-argument tool's bare value) the arguments the model asked for:
+    those of the latest model call before it, of the same parent, that called that tool once.
+    The recorded value stays in the attributes (``tool.recorded_input``)."""
+    calls = sorted((e for e in events if e["kind"] == "model_call"), key=lambda e: e["_start"])
+    for tool in events:
+        if tool["kind"] != "tool_call" or isinstance(tool.get("input"), dict):
+            continue
+        asked = [
+            call
+            for call in calls
+            if call["parent_id"] == tool["parent_id"] and call["_start"] <= tool["_start"]
+        ]
+        found = tool_call_arguments(asked[-1].get("output"), tool["name"]) if asked else []
+        if len(found) == 1 and isinstance(found[0], dict):
+            if "input" in tool:
+                tool["attributes"]["tool.recorded_input"] = tool["input"]
+            tool["input"] = found[0]
 
 
 def _span_events(span) -> tuple[list[dict], dict]:
