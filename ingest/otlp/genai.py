@@ -20,6 +20,8 @@ def claims(attrs: dict) -> bool:
 def step(name: str, attrs: dict, content: dict) -> StepFields:
     lookup = {**content, **attrs}  # the span's own attributes win over event copies
     operation = attrs.get("gen_ai.operation.name")
+    if not isinstance(operation, str):
+        operation = None  # malformed: read as absent, kept in the attributes
     fields = StepFields(agent_name=str(attrs.get("gen_ai.agent.name") or ""))
     has_model = "gen_ai.request.model" in attrs or "gen_ai.response.model" in attrs
     if operation in MODEL_OPERATIONS or (operation is None and has_model):

@@ -21,7 +21,7 @@ def claims(attrs: dict) -> bool:
 
 
 def step(name: str, attrs: dict, content: dict) -> StepFields:
-    kind = str(attrs.pop(KIND, "")).upper()
+    kind = str(attrs.pop(KIND, "")).upper()  # any value, read as text
     fallback = genai_step(name, attrs, content)
     fields = StepFields(agent_name=str(attrs.pop("agent.name", None) or fallback.agent_name))
     if kind in ("LLM", "EMBEDDING"):
@@ -73,9 +73,11 @@ def _messages(items: list) -> list[dict]:
         if "content" not in out and isinstance(contents, list):
             out["content"] = [c.get("message_content", c) for c in contents if isinstance(c, dict)]
         calls = []
-        for call in message.get("tool_calls") or []:
+        listed = message.get("tool_calls")
+        for call in listed if isinstance(listed, list) else []:
             call = call.get("tool_call", call) if isinstance(call, dict) else {}
-            function = call.get("function") or {}
+            call = call if isinstance(call, dict) else {}
+            function = call.get("function") if isinstance(call.get("function"), dict) else {}
             calls.append(
                 {
                     "id": call.get("id"),

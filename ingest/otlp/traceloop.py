@@ -55,6 +55,8 @@ def _entity_input(value):
     value = _decoded(value)
     if isinstance(value, dict) and set(value) <= {"args", "kwargs"}:
         args, kwargs = value.get("args") or [], value.get("kwargs") or {}
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            return value
         if not args:
             return kwargs
         if not kwargs:

@@ -234,3 +234,23 @@ def test_without_an_agent_input_the_model_calls_give_the_runs_question_and_answe
         span(CHAT, "chat m", 1, 5, chat, parent=AGENT),
     )
     assert (run["input"], run["output"]) == ("Where is order 7?", "Shipped.")
+
+
+MALFORMED = [
+    {"gen_ai.operation.name": {"a": 1}, "gen_ai.request.model": "m"},
+    {"openinference.span.kind": "LLM", "llm.output_messages.0.message.tool_calls": "x"},
+    {
+        "openinference.span.kind": "LLM",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function": [{"a": 1}],
+    },
+    {"traceloop.span.kind": "tool", "traceloop.entity.input": '{"args": 5}'},
+    {"traceloop.span.kind": True, "gen_ai.prompt.0.tool_calls": "x", "gen_ai.prompt.a.b": 1},
+    {"final_result": {"a": 1}, "pydantic_ai.all_messages": '[{"role": "user", "parts": 5}]'},
+]
+
+
+def test_malformed_family_attributes_are_mapped_without_failing_and_kept():
+    for attrs in MALFORMED:
+        run, steps = mapped(span(AGENT, "agent", 0, 9, attrs))
+        assert steps[step(AGENT)]["kind"] in ("log", "model_call", "tool_call")
+        assert run["agent"]
