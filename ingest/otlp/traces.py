@@ -44,7 +44,8 @@ from .wire import (
 # Fixed forever: changing it would give every re-sent span a new step id.
 STEP_NAMESPACE = uuid.UUID("5b0f3a52-5c8e-4c39-9d6e-3f1f0c6a7e21")
 
-# How good a source of the run's fields a span was; see should_replace_run.
+# How good a source of the run's fields a span was (an agent span of any family counts as
+# "invoke_agent"); see should_replace_run.
 RUN_BASIS_RANK = {"partial": 0, "root_span": 1, "invoke_agent": 2, "root_invoke_agent": 3}
 
 # Convention families, most specific first; GenAI claims every span.
