@@ -11,6 +11,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404
 from django.urls import URLPattern
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.parser import Parser
@@ -250,6 +251,8 @@ def get_health(request):
     return Status(200 if ok else 503, body)
 
 
+@csrf_exempt  # API clients send no CSRF token: a POST would get Django's HTML 403 page
 def not_found_view(request, *args, **kwargs):
-    """Any /api/ path that matches no operation: the §9 error shape, not an HTML page."""
+    """Any /api/ path that matches no operation, whatever the method: the §9 error shape, not
+    an HTML page."""
     return error_response(request, 404, "not_found", f"No API endpoint at {request.path}.")

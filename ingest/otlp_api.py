@@ -1,10 +1,13 @@
-"""POST /api/v1/otlp/v1/traces: OTLP/HTTP trace exports (protobuf or JSON, gzip accepted).
+"""POST /api/v1/otlp/v1/{traces,logs,metrics}: OTLP/HTTP exports (protobuf or JSON, gzip
+accepted).
 
-Spans are mapped by `ingest.otlp` to the items of an ingest batch and stored through the same
-checks and write path as POST /ingest. The answer is an ExportTraceServiceResponse in the
-request's encoding; spans that could not be stored are counted in `partial_success`. Errors that
-fail the whole export (400 malformed, 413 too large, 415 wrong media type, 401/403/429/503) use
-the API's JSON error shape; OTLP exporters only read the status code of those.
+Spans (and the GenAI content of log records) are mapped by `ingest.otlp` to the items of an
+ingest batch and stored through the same checks and write path as POST /ingest. The answer is an
+Export*ServiceResponse in the request's encoding; items that could not be stored are counted in
+`partial_success`. Metrics are accepted and not stored, so an exporter pointed at the base
+endpoint logs no errors. Errors that fail the whole export (400 malformed, 413 too large, 415
+wrong media type, 401/403/429/503) use the API's JSON error shape; OTLP exporters only read the
+status code of those.
 """
 
 from django.conf import settings
@@ -12,11 +15,12 @@ from django.http import HttpResponse
 from ninja import Router
 
 from runs.errors import AppError, TooLarge
-from runs.services.ingest import ingest_batch
+from runs.services.ingest import external_runs_fill_io, ingest_batch
 
 from .auth import api_auth, require_scope
 from .items import EventItem, RunItem, validate_items
 from .otlp import (
+    DEFAULT_MAX_BYTES,
     JSON,
     PROTOBUF,
     OtlpBodyTooLarge,
@@ -26,7 +30,9 @@ from .otlp import (
     should_replace_run,
     translate,
 )
-from .otlp_protobuf import DEFAULT_MAX_BYTES
+from .otlp.fields import last_text
+from .otlp.logs import translate_logs
+from .otlp.wire import media_type
 from .schemas import ErrorOut
 from .throttle import throttle
 
@@ -86,19 +92,7 @@ def otlp_traces(request):
     who = require_scope(request, "ingest")
     throttle(request, who)
     content_type = request.headers.get("Content-Type")
-    try:
-        result = translate(
-            request.body,
-            content_type,
-            request.headers.get("Content-Encoding"),
-            max_bytes=max(DEFAULT_MAX_BYTES, settings.AGENTOPS_INGEST_MAX_BODY_BYTES),
-        )
-    except OtlpUnsupportedMediaType as exc:
-        raise UnsupportedMediaType(str(exc)) from None
-    except OtlpBodyTooLarge as exc:
-        raise TooLarge(str(exc)) from None
-    except OtlpDecodeError as exc:
-        raise AppError(str(exc), code="invalid_otlp") from None
+    result = _decoded(translate, request)
     spans = len(result.events) + len(result.rejected)
     if spans > settings.AGENTOPS_INGEST_MAX_ITEMS:
         raise TooLarge(
@@ -114,6 +108,7 @@ def otlp_traces(request):
             runs=runs, events=events, replace_run=should_replace_run, api_key=who.key
         )
         rejected.extend(refused)
+        _fill_io({run["id"] for run in runs})
     refused_spans = [r for r in rejected if r["type"] == "event"]
     messages = [result.error_message] if result.rejected else []
     messages += [f"step {r['id']}: {r['reason']}" for r in refused_spans[:5]]
@@ -124,3 +119,90 @@ def otlp_traces(request):
         error_message="; ".join(messages),
     )
     return HttpResponse(body, content_type=media_type)
+
+
+@router.post(
+    "/otlp/v1/logs",
+    response=ERRORS,
+    openapi_extra={"requestBody": _REQUEST_BODY, "responses": {200: _EXPORT_RESPONSE}},
+)
+def otlp_logs(request):
+    """Receive an OTLP/HTTP logs export. GenAI events (prompts and answers sent as log records)
+    become the content of their span's step, whether the span arrives before or after them;
+    other records are accepted and not stored."""
+    who = require_scope(request, "ingest")
+    throttle(request, who)
+    content_type = request.headers.get("Content-Type")
+    result = _decoded(translate_logs, request)
+    if len(result.events) > settings.AGENTOPS_INGEST_MAX_ITEMS:
+        raise TooLarge(
+            f"an export holds at most {settings.AGENTOPS_INGEST_MAX_ITEMS} spans' records; "
+            f"this one has {len(result.events)}"
+        )
+    rejected: list[dict] = []
+    max_bytes = settings.AGENTOPS_INGEST_MAX_ITEM_BYTES
+    runs = validate_items("run", RunItem, result.runs, max_bytes, rejected)
+    events = validate_items("event", EventItem, result.events, max_bytes, rejected)
+    if events:
+        _, refused = ingest_batch(
+            runs=runs,
+            events=events,
+            replace_run=should_replace_run,
+            api_key=who.key,
+            content_only=True,
+        )
+        rejected.extend(refused)
+        _fill_io({event["run_id"] for event in events})
+    refused = [r for r in rejected if r["type"] == "event"]
+    body, media = encode_response(
+        content_type,
+        rejected_spans=len(refused),
+        error_message="; ".join(f"span {r['id']}: {r['reason']}" for r in refused[:5]),
+        signal="logs",
+    )
+    return HttpResponse(body, content_type=media)
+
+
+@router.post(
+    "/otlp/v1/metrics",
+    response=ERRORS,
+    openapi_extra={"requestBody": _REQUEST_BODY, "responses": {200: _EXPORT_RESPONSE}},
+)
+def otlp_metrics(request):
+    """Accept an OTLP/HTTP metrics export and store nothing (runs carry their own usage)."""
+    who = require_scope(request, "ingest")
+    throttle(request, who)
+    content_type = request.headers.get("Content-Type")
+    try:
+        media_type(content_type)
+    except OtlpUnsupportedMediaType as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    body, media = encode_response(content_type, signal="metrics")
+    return HttpResponse(body, content_type=media)
+
+
+def _decoded(translator, request):
+    try:
+        return translator(
+            request.body,
+            request.headers.get("Content-Type"),
+            request.headers.get("Content-Encoding"),
+            max_bytes=max(DEFAULT_MAX_BYTES, settings.AGENTOPS_INGEST_MAX_BODY_BYTES),
+        )
+    except OtlpUnsupportedMediaType as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    except OtlpBodyTooLarge as exc:
+        raise TooLarge(str(exc)) from None
+    except OtlpDecodeError as exc:
+        raise AppError(str(exc), code="invalid_otlp") from None
+
+
+def _fill_io(run_ids) -> None:
+    """A run whose agent span did not say its input or output gets the first model call's last
+    user message and the last model call's answer, once they are stored (they may come in
+    another export, or as log records)."""
+    external_runs_fill_io(
+        run_ids=run_ids,
+        input_of=lambda messages: last_text(messages, "user"),
+        output_of=lambda messages: last_text(messages, "assistant"),
+    )

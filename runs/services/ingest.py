@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from ..engine.budget import STEP_COUNTERS
 from ..engine.windows import scopes_of
-from ..models import TERMINAL_STATUSES, Run, RunSource, RunStatus
+from ..models import TERMINAL_STATUSES, Event, EventKind, Run, RunSource, RunStatus
 from .events import json_safe, masked, text_safe
 from .ingest_steps import MAX_COST, UsageDelta, store_steps
 from .windows import windows_add_spend
@@ -54,12 +54,14 @@ def ingest_batch(
     events: list[dict],
     replace_run: Callable[[dict | None, dict], bool] | None = None,
     api_key=None,
+    content_only: bool = False,
 ) -> tuple[dict, list[dict]]:
     """Store valid runs and events (already shape-checked dicts with Event/Run field names, each
     with its position in the request under `_index`; a field left out is a field not sent).
 
     `replace_run(stored_metadata, item)` may veto updating an existing external run (OTLP uses it
     so a stand-in never overwrites a better run); it is not asked when the run is new.
+    `content_only` makes events only add content to stored steps (see `store_steps`).
     `api_key` is the key that sent the batch: new runs remember it, and what the batch's steps
     cost fills the spend windows covering their runs (its key's among them).
     Returns (counts, rejected): counts of accepted items {"runs", "events"}, and
@@ -79,7 +81,7 @@ def ingest_batch(
         existing = {run.id: run for run in existing}
         accepted_runs, changed = _upsert_runs(runs, existing, rejected, replace_run, api_key)
         external = {run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL}
-        accepted_steps, usage = store_steps(events, external, rejected)
+        accepted_steps, usage = store_steps(events, external, rejected, content_only=content_only)
         for run_id in (changed | set(usage)) & external:
             _save_run(existing[run_id], usage.get(run_id), changed)
         prefix = api_key.prefix if api_key is not None else ""
@@ -94,6 +96,36 @@ def ingest_batch(
             ]
         )
     return {"runs": accepted_runs, "events": accepted_steps}, rejected
+
+
+def external_runs_fill_io(
+    *, run_ids, input_of: Callable[[object], object], output_of: Callable[[object], object]
+) -> None:
+    """Give each external run among `run_ids` that has no input (or no output) one from its
+    steps: `input_of(first model call's input)`, `output_of(last model call's output)`, where
+    these return something (not None). Runs that have theirs are left alone."""
+    with transaction.atomic():
+        runs = Run.objects.filter(id__in=run_ids, source=RunSource.EXTERNAL).only(
+            "id", "input", "output"
+        )
+        for run in runs:
+            need_input, need_output = run.input in ({}, None), run.output is None
+            if not (need_input or need_output):
+                continue
+            calls = Event.objects.filter(run_id=run.id, kind=EventKind.MODEL_CALL).order_by(
+                "started_at", "seq"
+            )
+            first = calls.only("input").first()
+            if first is None:
+                continue
+            values = {}
+            if need_input and (found := input_of(first.input)) is not None:
+                values["input"] = json_safe(masked(found))
+            last = calls.only("output").last()
+            if need_output and (found := output_of(last.output)) is not None:
+                values["output"] = json_safe(masked(found))
+            if values:
+                Run.objects.filter(id=run.id).update(**values)
 
 
 def _lock_runs(run_ids) -> None:

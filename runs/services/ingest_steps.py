@@ -13,7 +13,7 @@ from django.utils import timezone
 from ..engine.budget import Usage, cost_of
 from ..models import Event
 from ..selectors.prices import price_at, prices_of
-from .events import COLUMNS, events_record
+from .events import COLUMNS, events_record, masked
 
 # The largest value the cost columns hold (14 digits, 6 after the point).
 MAX_COST = Decimal("99999999.999999")
@@ -41,9 +41,15 @@ class UsageDelta(Usage):
             self.first_start = row["started_at"]
 
 
-def store_steps(items: list[dict], known_runs: set, rejected: list) -> tuple[int, dict]:
+def store_steps(
+    items: list[dict], known_runs: set, rejected: list, *, content_only: bool = False
+) -> tuple[int, dict]:
     """Write the steps of known external runs; reject the others. Returns (accepted count,
-    {run_id: UsageDelta})."""
+    {run_id: UsageDelta}).
+
+    With `content_only`, an item of a stored step only adds to its content: its `input` and
+    `output` fill the step's when empty, or add the messages a stored list lacks; its other
+    fields only serve to create a step not stored yet."""
     merged, indexes = _merge_by_id(items, known_runs, rejected)
     accepted = sum(len(positions) for positions in indexes.values())
     if not merged:
@@ -67,6 +73,10 @@ def store_steps(items: list[dict], known_runs: set, rejected: list) -> tuple[int
             for index in indexes[event_id]:
                 rejected.append(_reject(index, item, "this id is a step of another run"))
             accepted -= len(indexes[event_id])
+            continue
+        if content_only:
+            rows.append(_with_content(old, item))
+            usage.setdefault(old["run_id"], UsageDelta()).add(old, -1)
             continue
         if item.get("status") == "running" and old["status"] != "running":
             continue  # a late copy of the step's start: the step has ended already
@@ -106,6 +116,19 @@ def _merge_by_id(items: list[dict], known_runs: set, rejected: list) -> tuple[di
             first.update({k: v for k, v in item.items() if k != "seq"})
             indexes[item["id"]].append(index)
     return merged, indexes
+
+
+def _with_content(old: dict, item: dict) -> dict:
+    row = dict(old)
+    for key in ("input", "output"):
+        new = item.get(key)
+        if new is None:
+            continue
+        if old[key] is None:
+            row[key] = new
+        elif isinstance(old[key], list) and isinstance(new, list):
+            row[key] = old[key] + [m for m in new if masked(m) not in old[key]]
+    return row
 
 
 def _reject(index: int, item: dict, reason: str) -> dict:

@@ -47,6 +47,17 @@ def test_header_shows_who_what_when_and_links(engineer):
     assert "Re-executed as:" in original_html and f'href="/runs/{run.id}/"' in original_html
 
 
+def test_the_run_page_shows_the_runs_input_and_output_escaped(engineer):
+    run = make_run(input="<b>Where is order 7?</b>", output={"answer": "Shipped."})
+    html = engineer.get(f"/runs/{run.id}/").content.decode()
+    assert 'data-testid="run-input">&lt;b&gt;Where is order 7?&lt;/b&gt;</pre>' in html
+    assert "&quot;answer&quot;: &quot;Shipped.&quot;" in html
+    assert (
+        'data-testid="run-input"'
+        not in engineer.get(f"/runs/{make_run(input={}).id}/").content.decode()
+    )
+
+
 def test_budget_bars_show_each_cap_and_highlight_the_one_that_stopped_the_run(engineer):
     run = make_run(status="budget_exceeded", cap_hit="max_tool_calls", tool_calls=20,
                    cost_usd=Decimal("0.125"), error_code="budget_exceeded",

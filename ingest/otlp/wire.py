@@ -1,12 +1,12 @@
-"""OTLP/HTTP on the wire: request bodies in, ExportTraceServiceRequest messages out, the
-ExportTraceServiceResponse body back, and OTLP values (AnyValue, timestamps) as JSON-able Python.
-No Django; the mapping to runs and events is in otlp.py.
+"""OTLP/HTTP on the wire: request bodies in, Export*ServiceRequest messages out (traces, logs),
+the Export*ServiceResponse body back, and OTLP values (AnyValue, timestamps) as JSON-able Python.
+No Django; the mapping to runs and events is in traces.py and logs.py.
 
 Both OTLP encodings end as the same protobuf message. JSON is read with protobuf's own JSON parser
 after one fix-up the OTLP JSON encoding requires: trace and span ids are hex strings there, where
-the standard protobuf JSON mapping expects base64. Everything else (lowerCamelCase keys, int64 as
-strings or numbers, enums as integers, AnyValue) is what that parser accepts; unknown fields are
-ignored, as the OTLP specification asks of receivers.
+the standard protobuf JSON mapping expects base64 (in spans, links and log records). Everything
+else (lowerCamelCase keys, int64 as strings or numbers, enums as integers, AnyValue) is what that
+parser accepts; unknown fields are ignored, as the OTLP specification asks of receivers.
 """
 
 import base64
@@ -17,6 +17,10 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -60,8 +64,10 @@ def decode_request(
     content_encoding: str | None = None,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> ExportTraceServiceRequest:
-    """Parse an OTLP/HTTP trace export body (protobuf or JSON, optionally gzip-compressed).
+    message=ExportTraceServiceRequest,
+):
+    """Parse an OTLP/HTTP export body (protobuf or JSON, optionally gzip-compressed) as
+    ``message`` (a trace export unless told otherwise).
 
     Raises ``OtlpDecodeError`` (or one of its subclasses) when the body is malformed. Ids in a JSON
     body that are not valid hex come out empty, so the mapping rejects just those spans.
@@ -70,7 +76,7 @@ def decode_request(
     body = _decompress(body, content_encoding, max_bytes)
     if kind == PROTOBUF:
         try:
-            return ExportTraceServiceRequest.FromString(body)
+            return message.FromString(body)
         except (DecodeError, RecursionError) as exc:
             raise OtlpDecodeError(f"body is not a valid OTLP protobuf message: {exc}") from None
     try:
@@ -78,10 +84,10 @@ def decode_request(
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise OtlpDecodeError(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise OtlpDecodeError("body must be a JSON object with resourceSpans")
+        raise OtlpDecodeError("body must be a JSON object")
     _hex_ids_to_base64(data)
     try:
-        return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+        return json_format.ParseDict(data, message(), ignore_unknown_fields=True)
     except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
         raise OtlpDecodeError(f"body is not a valid OTLP JSON export: {exc}") from None
 
@@ -112,7 +118,12 @@ def _decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> by
 
 
 def _hex_ids_to_base64(data: dict) -> None:
-    """Rewrite the hex ids of spans and span links in place as protobuf JSON's base64."""
+    """Rewrite the hex ids of spans, span links and log records in place as protobuf JSON's
+    base64."""
+    for resource_logs in _items(data.get("resourceLogs")):
+        for scope_logs in _items(resource_logs.get("scopeLogs")):
+            for record in _items(scope_logs.get("logRecords")):
+                _fix_ids(record, ("traceId", "spanId"))
     for resource_spans in _items(data.get("resourceSpans")):
         for scope_spans in _items(resource_spans.get("scopeSpans")):
             for span in _items(scope_spans.get("spans")):
@@ -137,17 +148,30 @@ def _fix_ids(obj: dict, keys: tuple[str, ...]) -> None:
             obj[key] = base64.b64encode(raw).decode("ascii")
 
 
-def encode_response(
-    content_type: str | None, *, rejected_spans: int = 0, error_message: str = ""
-) -> tuple[bytes, str]:
-    """The ExportTraceServiceResponse body and its Content-Type, in the request's encoding.
+_RESPONSES = {
+    "traces": (ExportTraceServiceResponse, "rejected_spans"),
+    "logs": (ExportLogsServiceResponse, "rejected_log_records"),
+    "metrics": (ExportMetricsServiceResponse, "rejected_data_points"),
+}
 
-    ``partial_success`` is set only when spans were rejected or there is a message, as the OTLP
+
+def encode_response(
+    content_type: str | None,
+    *,
+    rejected_spans: int = 0,
+    error_message: str = "",
+    signal: str = "traces",
+) -> tuple[bytes, str]:
+    """The Export*ServiceResponse body of ``signal`` (traces, logs, metrics) and its
+    Content-Type, in the request's encoding; ``rejected_spans`` counts the rejected items.
+
+    ``partial_success`` is set only when items were rejected or there is a message, as the OTLP
     specification asks; a full success is an empty message (``{}`` in JSON).
     """
-    response = ExportTraceServiceResponse()
+    message, rejected_field = _RESPONSES[signal]
+    response = message()
     if rejected_spans or error_message:
-        response.partial_success.rejected_spans = rejected_spans
+        setattr(response.partial_success, rejected_field, rejected_spans)
         response.partial_success.error_message = error_message
     try:
         kind = media_type(content_type)

@@ -1,4 +1,4 @@
-"""OTLP traces → runs and events, by the OpenTelemetry GenAI semantic conventions. No Django.
+"""OTLP traces → runs and events. No Django.
 
 The output items have the shape of the JSON ingest batch (``POST /ingest``), so both doors share
 one write path. The mapping:
@@ -8,48 +8,48 @@ one write path. The mapping:
 - every span is one step (event); its id is ``uuid5(STEP_NAMESPACE, trace_hex + span_hex)`` and its
   parent is the parent span's step, so a re-sent span lands on the same row and a child may arrive
   (in an earlier export) before its parent;
-- the run's own fields come from the trace's outermost ``invoke_agent`` span, else from its root
-  span; an export that holds neither (children are exported as they end, often before their root)
-  yields a ``running`` stand-in run, marked so the write path never lets it overwrite a better one
-  (see ``should_replace_run``);
-- ``chat`` / ``text_completion`` / ``generate_content`` / ``embeddings`` spans (or spans without an
-  operation name that carry ``gen_ai.request.model``) are ``model_call`` steps, ``execute_tool``
-  spans ``tool_call`` steps, every other span (the run's own included) a ``log`` step;
+- what a span means (model call, tool call, agent, log) is read by the first convention family
+  that claims it (``FAMILIES``: OpenInference, Pydantic AI/Logfire, Traceloop/OpenLLMetry, and
+  the GenAI semantic conventions, which take every other span); see ``fields.py``;
+- the run's own fields come from the trace's outermost agent span, else from its root span; an
+  export that holds neither (children are exported as they end, often before their root) yields
+  a ``running`` stand-in run, marked so the write path never lets it overwrite a better one (see
+  ``should_replace_run``). The run's input and output are the agent span's, else the first model
+  call's last user message and the last model call's answer;
 - ``seq`` is left to the write path; events come sorted by start time (then span id) and carry
   ``started_at`` at microsecond precision, which orders steps across several exports.
 
-Step tokens are only set on ``model_call`` steps, so usage summed over steps never double counts
-an agent span that reports the total. Attributes a field took are dropped from ``attributes``.
+Attributes a field took are dropped from ``attributes``; the others are kept there.
 """
 
-import json
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from .otlp_protobuf import (
+from .fields import StepFields, last_text, tool_call_arguments
+from .genai import FAMILY as GENAI
+from .logfire import FAMILY as LOGFIRE
+from .openinference import FAMILY as OPENINFERENCE
+from .traceloop import FAMILY as TRACELOOP
+from .wire import (
     DEFAULT_MAX_BYTES,
-    JSON,
-    PROTOBUF,
-    OtlpBodyTooLarge,
-    OtlpDecodeError,
-    OtlpUnsupportedMediaType,
     attributes_to_dict,
     decode_request,
-    encode_response,
     unix_nano_to_iso,
 )
 
 # Fixed forever: changing it would give every re-sent span a new step id.
 STEP_NAMESPACE = uuid.UUID("5b0f3a52-5c8e-4c39-9d6e-3f1f0c6a7e21")
 
-MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
-# How good a source of the run's fields a span was; see should_replace_run.
+# How good a source of the run's fields a span was (an agent span of any family counts as
+# "invoke_agent"); see should_replace_run.
 RUN_BASIS_RANK = {"partial": 0, "root_span": 1, "invoke_agent": 2, "root_invoke_agent": 3}
 
-_MAX_COUNT = 2**31 - 1  # the token columns are 32-bit
+# Convention families, most specific first; GenAI claims every span.
+FAMILIES = (OPENINFERENCE, LOGFIRE, TRACELOOP, GENAI)
 _STATUS_ERROR = trace_pb2.Status.STATUS_CODE_ERROR
 # Span events that only carry message content (newer and older GenAI conventions).
 _CONTENT_EVENTS = frozenset(
@@ -137,9 +137,18 @@ class _Span:
     scope: str
     parent: bytes | None
 
+    @cached_property
+    def mapped(self) -> tuple[StepFields, dict, list[dict]]:
+        """The span's step fields (by the first family that claims it), the attributes no field
+        took, and the span events worth keeping."""
+        kept_events, found = _span_events(self.span)
+        attrs = dict(self.attrs)
+        family = next(f for f in FAMILIES if f.claims(attrs))
+        return family.step(self.span.name, attrs, found), attrs, kept_events
+
     @property
-    def operation(self):
-        return self.attrs.get("gen_ai.operation.name")
+    def fields(self) -> StepFields:
+        return self.mapped[0]
 
 
 def translate_request(request: ExportTraceServiceRequest) -> OtlpResult:
@@ -162,7 +171,9 @@ def translate_request(request: ExportTraceServiceRequest) -> OtlpResult:
                 index += 1
     for trace_id, spans in traces.items():
         result.runs.append(_run(trace_id, spans))
-        result.events.extend(_event(trace_id, item) for item in spans)
+        events = [_event(trace_id, item) for item in spans]
+        _arguments_from_model_calls(events)
+        result.events.extend(events)
     result.events.sort(key=lambda event: (event["_start"], event["attributes"]["otel.span_id"]))
     for event in result.events:
         del event["_start"]
@@ -187,36 +198,28 @@ def _invalid(span) -> str | None:
 
 def _run(trace_id: bytes, spans: list[_Span]) -> dict:
     by_id = {item.span.span_id: item for item in spans}
-    agents = [item for item in spans if item.operation == "invoke_agent"]
+    agents = [item for item in spans if item.fields.agent]
     # The outermost agent span: a sub-agent's span has another agent span above it.
     outer = [item for item in agents if not _has_agent_ancestor(item, by_id)]
     roots = [item for item in spans if item.parent is None]
     chosen = min(outer or roots, key=_start_key, default=None)
     if chosen is None:
         basis = "partial"
-    elif chosen.operation == "invoke_agent":
+    elif chosen.fields.agent:
         basis = "root_invoke_agent" if chosen.parent is None else "invoke_agent"
     else:
         basis = "root_span"
     source = chosen or min(spans, key=_start_key)
     resource = source.resource
-    attrs = dict(chosen.attrs) if chosen else {}
-    agent = attrs.pop("gen_ai.agent.name", None) or next(
-        (item.attrs["gen_ai.agent.name"] for item in spans if item.attrs.get("gen_ai.agent.name")),
-        None,
-    )
-    service = resource.get("service.name")
-    if not agent and isinstance(service, str) and not service.startswith("unknown_service"):
-        agent = service
-    agent = agent or (chosen.span.name if chosen else "") or "unknown"
+    attrs = dict(chosen.mapped[1]) if chosen else {}
+    for key in ("gen_ai.agent.name", "agent.name", "agent_name"):
+        attrs.pop(key, None)
     run = {
         "id": run_id_for_trace(trace_id),
-        "agent": str(agent)[:100],
+        "agent": _agent_name(chosen, spans, resource)[:100],
         "status": "running",
         "started_at": unix_nano_to_iso(source.span.start_time_unix_nano),
         "finished_at": None,
-        "input": {},
-        "output": None,
         "error": None,
         "user_ref": _ref(attrs, resource, "user.id", "enduser.id"),
         "session_ref": _ref(attrs, resource, "session.id", "gen_ai.conversation.id"),
@@ -234,10 +237,12 @@ def _run(trace_id: bytes, spans: list[_Span]) -> dict:
     }
     if chosen is None:
         return run
-    if "gen_ai.input.messages" in attrs:
-        run["input"] = {"messages": _content(attrs.pop("gen_ai.input.messages"))}
-    if "gen_ai.output.messages" in attrs:
-        run["output"] = {"messages": _content(attrs.pop("gen_ai.output.messages"))}
+    # Left out when unknown: a run filled in from its stored steps keeps what it has.
+    run_input, run_output = _run_input_output(chosen, spans)
+    if run_input is not None:
+        run["input"] = run_input
+    if run_output is not None:
+        run["output"] = run_output
     if chosen.span.end_time_unix_nano:
         run["finished_at"] = unix_nano_to_iso(chosen.span.end_time_unix_nano)
         error = _error(chosen, "agent_error")
@@ -246,11 +251,39 @@ def _run(trace_id: bytes, spans: list[_Span]) -> dict:
     return run
 
 
+def _agent_name(chosen: _Span | None, spans: list[_Span], resource: dict) -> str:
+    """An explicit agent name (the run's span's, else the first span's that has one), else an
+    agent span's name, else the service's name, else the run's span's name."""
+    ordered = ([chosen] if chosen else []) + sorted(spans, key=_start_key)
+    for attribute in ("agent_name", "agent_guess"):
+        for item in ordered:
+            if item.fields.agent or attribute == "agent_name":
+                name = getattr(item.fields, attribute)
+                if name:
+                    return str(name)
+    service = resource.get("service.name")
+    if isinstance(service, str) and service and not service.startswith("unknown_service"):
+        return service
+    return (chosen.span.name if chosen else "") or "unknown"
+
+
+def _run_input_output(chosen: _Span, spans: list[_Span]) -> tuple:
+    """The run's span's own input and output, else the first model call's last user message
+    and the last model call's answer (when this export holds them)."""
+    run_input, run_output = chosen.fields.run_input, chosen.fields.run_output
+    calls = sorted((i for i in spans if i.fields.kind == "model_call"), key=_start_key)
+    if run_input is None and calls:
+        run_input = last_text(calls[0].fields.input, "user")
+    if run_output is None and calls:
+        run_output = last_text(calls[-1].fields.output, "assistant")
+    return run_input, run_output
+
+
 def _has_agent_ancestor(item: _Span, by_id: dict) -> bool:
     seen = set()
     parent = by_id.get(item.parent)
     while parent is not None and parent.span.span_id not in seen:  # a cycle is malformed input
-        if parent.operation == "invoke_agent":
+        if parent.fields.agent:
             return True
         seen.add(parent.span.span_id)
         parent = by_id.get(parent.parent)
@@ -271,48 +304,29 @@ def _ref(attrs: dict, resource: dict, *keys: str) -> str:
 
 def _event(trace_id: bytes, item: _Span) -> dict:
     span = item.span
-    attrs = dict(item.attrs)
-    kept_events, content = _span_events(span)
-    lookup = {**content, **attrs}  # the span's own attributes win over event copies
-    operation = item.operation
+    fields, remaining, kept_events = item.mapped
+    attrs = dict(remaining)
     event = {
         "id": step_id_for_span(trace_id, span.span_id),
         "run_id": run_id_for_trace(trace_id),
         "parent_id": step_id_for_span(trace_id, item.parent) if item.parent else None,
-        "kind": "log",
-        "name": span.name,
+        "kind": fields.kind,
+        "name": (fields.name or span.name)[:200],
         "status": "ok",
         "started_at": unix_nano_to_iso(span.start_time_unix_nano),
         "ended_at": unix_nano_to_iso(span.end_time_unix_nano),
-        "input": None,
-        "output": None,
-        "model": "",
-        "input_tokens": None,
-        "output_tokens": None,
+        "model": fields.model[:200],
+        "input_tokens": fields.input_tokens if fields.kind == "model_call" else None,
+        "output_tokens": fields.output_tokens if fields.kind == "model_call" else None,
         "cost_usd": None,
         "error": None,
         "_start": span.start_time_unix_nano,
     }
-    has_model = "gen_ai.request.model" in attrs or "gen_ai.response.model" in attrs
-    if operation in MODEL_OPERATIONS or (operation is None and has_model):
-        model = attrs.pop("gen_ai.response.model", None) or attrs.get("gen_ai.request.model")
-        if model and attrs.get("gen_ai.request.model") == model:
-            del attrs["gen_ai.request.model"]  # only kept when the served model differs
-        event.update(kind="model_call", model=str(model or "")[:200], name=str(model or span.name))
-        event["input_tokens"] = _count(attrs, "gen_ai.usage.input_tokens")
-        event["output_tokens"] = _count(attrs, "gen_ai.usage.output_tokens")
-        event["input"] = _first_content(lookup, attrs, "gen_ai.input.messages", "gen_ai.prompt")
-        event["output"] = _first_content(
-            lookup, attrs, "gen_ai.output.messages", "gen_ai.completion"
-        )
-    elif operation == "execute_tool":
-        event.update(kind="tool_call", name=str(attrs.pop("gen_ai.tool.name", None) or span.name))
-        event["input"] = _first_content(lookup, attrs, "gen_ai.tool.call.arguments")
-        event["output"] = _first_content(lookup, attrs, "gen_ai.tool.call.result")
-    else:  # an agent span may carry the conversation too
-        event["input"] = _first_content(lookup, attrs, "gen_ai.input.messages")
-        event["output"] = _first_content(lookup, attrs, "gen_ai.output.messages")
-    event["name"] = event["name"][:200]
+    # Content left out is content not sent: a step that got it from log records keeps it.
+    if fields.input is not None:
+        event["input"] = fields.input
+    if fields.output is not None:
+        event["output"] = fields.output
     if not span.end_time_unix_nano:
         event["status"] = "running"
     else:
@@ -326,6 +340,27 @@ def _event(trace_id: bytes, item: _Span) -> dict:
         attrs["otel.events"] = kept_events
     event["attributes"] = attrs
     return event
+
+
+def _arguments_from_model_calls(events: list[dict]) -> None:
+    """Give a tool call recorded without its arguments as an object (OpenInference's LangChain
+    instrumentation records a one-argument tool's bare value) the arguments the model asked for:
+    those of the latest model call before it, of the same parent, that called that tool once.
+    The recorded value stays in the attributes (``tool.recorded_input``)."""
+    calls = sorted((e for e in events if e["kind"] == "model_call"), key=lambda e: e["_start"])
+    for tool in events:
+        if tool["kind"] != "tool_call" or isinstance(tool.get("input"), dict):
+            continue
+        asked = [
+            call
+            for call in calls
+            if call["parent_id"] == tool["parent_id"] and call["_start"] <= tool["_start"]
+        ]
+        found = tool_call_arguments(asked[-1].get("output"), tool["name"]) if asked else []
+        if len(found) == 1 and isinstance(found[0], dict):
+            if "input" in tool:
+                tool["attributes"]["tool.recorded_input"] = tool["input"]
+            tool["input"] = found[0]
 
 
 def _span_events(span) -> tuple[list[dict], dict]:
@@ -348,36 +383,6 @@ def _span_events(span) -> tuple[list[dict], dict]:
     return kept, content
 
 
-def _first_content(lookup: dict, attrs: dict, *keys: str):
-    for key in keys:
-        if key in lookup:
-            attrs.pop(key, None)
-            return _content(lookup[key])
-    return None
-
-
-def _content(value):
-    """Message content as structure: instrumentations record it as a JSON string or as a value."""
-    if isinstance(value, str) and value[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            pass  # not JSON after all: keep the text
-    return value
-
-
-def _count(attrs: dict, key: str) -> int | None:
-    value = attrs.get(key)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT:
-        del attrs[key]
-        return value
-    return None  # unusable: stays visible in attributes
-
-
 def _error(item: _Span, code: str) -> dict | None:
     status = item.span.status
     if status.code != _STATUS_ERROR:
@@ -391,19 +396,3 @@ def _error(item: _Span, code: str) -> dict | None:
     if error_type:
         error["type"] = str(error_type)
     return error
-
-
-__all__ = [
-    "JSON",
-    "PROTOBUF",
-    "OtlpBodyTooLarge",
-    "OtlpDecodeError",
-    "OtlpResult",
-    "OtlpUnsupportedMediaType",
-    "encode_response",
-    "run_id_for_trace",
-    "should_replace_run",
-    "step_id_for_span",
-    "translate",
-    "translate_request",
-]
