@@ -57,7 +57,7 @@ class Cap:
     least: int = 1
     ends_run: bool = True  # reaching it ends the run (else it limits one call)
     # Why a run stopped at this cap, in plain words for support: "{limit}" and "{used}" are the
-    # values as `show` writes them, "{next}" is used + 1 (the call that was refused).
+    # values as `show` writes them, "{nth}" is used + 1 as an ordinal (the call refused: "21st").
     stopped: str = ""
 
     @property
@@ -100,13 +100,14 @@ class Cap:
     def stop_sentence(self, limit, used) -> str:
         """Why a run stopped here, in plain words, from its error's `limit` and `used`."""
         try:
-            following = int(used) + 1
+            n = int(used) + 1
+            nth = f"{n}{'th' if 10 <= n % 100 < 20 else _SUFFIX.get(n % 10, 'th')}"
         except (TypeError, ValueError):
-            following = "?"
+            nth = "next"
         return self.stopped.format(
             limit=self.show(_number(limit), "no limit"),
             used=self.show(_number(used), "nothing"),
-            next=following,
+            nth=nth,
         )
 
     def show(self, value, empty: str = "off") -> str:
@@ -128,7 +129,7 @@ TOOL_CALLS = Cap(
     default=20,
     most=MAX_COUNT,
     measures="tool_calls",
-    stopped="it tried tool call {next}; the limit is {limit} per run",
+    stopped="it tried a {nth} tool call; the limit is {limit} per run",
 )
 SPEND = Cap(
     "max_cost_usd",
@@ -170,7 +171,7 @@ MODEL_CALLS = Cap(
     most=MAX_COUNT,
     measures="model_calls",
     optional=True,
-    stopped="it tried model call {next}; the limit is {limit} per run",
+    stopped="it tried a {nth} model call; the limit is {limit} per run",
 )
 TOKENS = Cap(
     "max_tokens",
@@ -203,6 +204,25 @@ PER_RUN: tuple[Cap, ...] = tuple(cap for cap in TABLE if cap.per_run)
 ENDING: tuple[Cap, ...] = tuple(cap for cap in TABLE if cap.ends_run)
 # Not a cap of one run: a spend window across runs (services.windows) stops a run with this name.
 SPEND_WINDOW = "spend_window"
+WINDOW_STOPPED = (
+    "the {scope} spend window of {limit} per {period} was used up; it resets {resets_at}"
+)
+# Every other error code a run or a tool call ends with, in plain words for support (the run
+# page's receipt and transcript); "{…}" are the error's own fields. A cap stop uses `stopped`.
+ERROR_SENTENCES = {
+    "agent_error": "the agent's code gave up with an error: {message}",
+    "provider_error": "the model provider failed: {message}",
+    "cancelled": "someone cancelled it",
+    "worker_lost": "the worker running it stopped answering; the steps it wrote are kept",
+    "invalid_input": "its input was not valid: {message}",
+    "unknown_agent": "no agent of that name is registered here",
+    "recording_diverged": "the replay left the recorded model answers: {message}",
+    "tool_timeout": "the {tool} tool did not answer within {timeout_s} s",
+    "tool_error": "the {tool} tool failed: {message}",
+    "unknown_tool": "the agent asked for a tool it does not have: {message}",
+    "repeated_call": "the same {tool} call was refused as a repeat (call {count})",
+}
+_SUFFIX = {1: "st", 2: "nd", 3: "rd"}
 # The caps a re-execution's form offers to change, and a new run's form on the agents page.
 REPLAY_CAPS: tuple[Cap, ...] = (TOOL_CALLS, SPEND, WALL)
 
