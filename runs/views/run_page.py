@@ -182,7 +182,9 @@ def run_steps(request, run_id):
     run = get_run(run_id)
     after = max(int_param(request.GET.get("after"), -1), -1)
     if not is_partial(request):
-        return redirect(f"{reverse('runs:run', args=[run.id])}?after={after}#timeline")
+        return redirect(
+            f"{reverse('runs:run', args=[run.id])}?view=timeline&after={after}#timeline"
+        )
     steps, next_after = timeline.steps_page(run=run, after_seq=after)
     context = {
         "run": run,
