@@ -251,6 +251,8 @@ AGENTOPS_SECRET_PATTERNS = envjsonlist("AGENTOPS_SECRET_PATTERNS")
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = broker_from_url(os.environ.get("CELERY_BROKER_URL", "filesystem://"))
+if os.environ.get("CELERY_BROKER_URL", CELERY_BROKER_URL) != CELERY_BROKER_URL:
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL  # Celery reads the variable before us
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -47,7 +47,8 @@ def test_broker_schemes():
         broker_from_url("kafka://x")
 
 
-def test_the_file_broker_connects_without_kombus_no_hostname_warning(tmp_path):
+@pytest.mark.parametrize("env", [{}, {"CELERY_BROKER_URL": "filesystem://"}])
+def test_the_file_broker_connects_without_kombus_no_hostname_warning(env, tmp_path):
     # What `make run` starts: the default broker, connected as the worker and beat connect.
     code = (
         "import logging; logging.basicConfig()\n"
@@ -59,7 +60,7 @@ def test_the_file_broker_connects_without_kombus_no_hostname_warning(tmp_path):
         [sys.executable, "-c", code],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "AGENTOPS_DATA_DIR": str(tmp_path),
-             "DJANGO_SETTINGS_MODULE": "agentops.settings"},
+             "DJANGO_SETTINGS_MODULE": "agentops.settings", **env},
         capture_output=True,
         text=True,
         timeout=60,
