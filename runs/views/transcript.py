@@ -100,7 +100,7 @@ def messages_of(value, default_role: str = "assistant") -> list[Message]:
     if isinstance(value, dict):
         if isinstance(value.get("messages"), list):
             return messages_of(value["messages"], default_role)
-        if "content" in value or "tool_calls" in value or "parts" in value:
+        if "content" in value or "tool_calls" in value or isinstance(value.get("parts"), list):
             return [_message(value, default_role)]
         return []
     if isinstance(value, list):

@@ -272,3 +272,19 @@ def test_the_live_update_refreshes_the_receipt_and_a_running_transcript_polls(su
     assert receipt_outcome(body) == "Answered in 1.50 s for $0.000081."
     polled = support.get(f"/runs/{run.id}/?view=transcript&part=transcript", **HTMX)
     assert polled.status_code == 286 and 'hx-trigger="every 2s"' not in polled.content.decode()
+
+
+def test_times_show_their_date_when_the_run_crossed_midnight(support):
+    from datetime import UTC, datetime
+
+    start = datetime(2026, 3, 1, 23, 59, 50, tzinfo=UTC)
+    same_day = make_run(
+        created_at=start, started_at=start, finished_at=start + timedelta(seconds=5)
+    )
+    html = page(support, same_day)
+    assert "<dt>Started</dt><dd>23:59:50</dd>" in html
+    assert "<dt>Finished</dt><dd>23:59:55</dd>" in html
+    night = make_run(created_at=start, started_at=start, finished_at=start + timedelta(seconds=15))
+    html = page(support, night)
+    assert "<dt>Started</dt><dd>23:59:50</dd>" in html
+    assert "<dt>Finished</dt><dd>2026-03-02 00:00:05</dd>" in html
