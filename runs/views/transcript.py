@@ -54,6 +54,7 @@ class Entry:
     label: str = ""  # what a stop is: "Stopped", "Cancelled", "Error", "Model call refused"…
     mark: str = ""
     duration: str = ""
+    key: str = ""  # unique on the page: "t-<seq>-<n>", the n-th line from that step
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,10 @@ class TranscriptBuilder:
     def entries(self, events) -> list[Entry]:
         out: list[Entry] = []
         for event in events:
-            out.extend(self._of(event))
+            entries = self._of(event)
+            for n, entry in enumerate(entries):
+                entry.key = f"t-{event.seq}-{n}"
+            out.extend(entries)
         return out
 
     def _of(self, event) -> list[Entry]:

@@ -140,3 +140,30 @@ def test_a_run_sent_over_opentelemetry_reads_as_a_transcript(page_as, live_serve
     expect(page.locator("#transcript .t-user .t-text")).to_have_text(question)
     expect(page.locator("#transcript b")).to_have_count(0)
     assert re.search(r"Answered in \d", page.get_by_test_id("receipt-outcome").inner_text())
+
+
+def test_a_running_runs_transcript_updates_and_keeps_what_the_reader_opened(page_as):
+    from django.utils import timezone
+
+    from runs.models import Event
+    from tests.runs.run_rows import make_run
+
+    run = make_run(status="running", finished_at=None, wall_ms=None, output=None)
+    at = run.started_at
+    messages = [{"role": "system", "content": "Stay calm."}, {"role": "user", "content": "Hi"}]
+    Event.objects.create(run=run, seq=0, kind="model_call", name="m", started_at=at, ended_at=at,
+                         input={"messages": messages}, output={"content": "Hello."})  # fmt: skip
+    page = page_as("support")
+    page.goto(f"/runs/{run.id}/")
+    prompt = page.locator("#transcript .t-system-prompt")
+    prompt.locator("summary").click()
+    expect(prompt.locator(".t-text")).to_be_visible()
+    Event.objects.create(run=run, seq=1, kind="tool_call", name="lookup_order", started_at=at,
+                         input={"order_id": "A-7"}, status="running")  # fmt: skip
+    expect(page.locator("#transcript .t-tool [data-testid=call-mark]")).to_have_text("running")
+    Event.objects.filter(run=run, seq=1).update(status="ok", ended_at=at, output={"found": True})
+    Run.objects.filter(id=run.id).update(status="succeeded", finished_at=timezone.now())
+    expect(page.locator("#transcript .t-tool .t-result")).to_contain_text('{"found": true}')
+    expect(page.get_by_test_id("receipt-outcome")).to_contain_text("Answered in")
+    # The prompt the reader opened stayed open through every update.
+    expect(prompt.locator(".t-text")).to_be_visible()

@@ -107,7 +107,8 @@ def test_a_stopped_run_says_which_limit_stopped_it_and_the_transcript_marks_the_
     assert marks == ["refused"]
     assert "Stopped:</strong> it tried a 4th tool call; the limit is 3 per run." in html
     # The system prompt is there, folded.
-    assert re.search(r'<details class="fold t-system-prompt">.*Keep checking until', html, re.S)
+    folded = r'<details class="fold t-system-prompt" id="t-0-0" hx-preserve="true">.*Keep checking'
+    assert re.search(folded, html, re.S)
 
 
 def test_the_ticket_summary_is_plain_text_with_the_runs_address(support):
@@ -195,7 +196,7 @@ def test_agent_text_stays_text_and_long_texts_fold(support):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     # The long answer folds: a preview in the summary, the whole text inside.
     answer = html.split('data-testid="receipt-answer">')[1].split("</dd>")[0]
-    assert answer.startswith('<details class="fold"><summary>')
+    assert answer.startswith('<details class="fold" id="receipt-answer-fold" hx-preserve="true">')
     assert answer.count("Line of a long answer.") == 40 + 3
 
 
