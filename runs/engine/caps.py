@@ -210,6 +210,7 @@ WINDOW_STOPPED = (
 # Every other error code a run or a tool call ends with, in plain words for support (the run
 # page's receipt and transcript); "{…}" are the error's own fields. A cap stop uses `stopped`.
 ERROR_SENTENCES = {
+    "budget_exceeded": "it reached a limit: {message}",
     "agent_error": "the agent's code gave up with an error: {message}",
     "provider_error": "the model provider failed: {message}",
     "cancelled": "someone cancelled it",

@@ -187,8 +187,8 @@ def test_each_cap_says_in_plain_words_why_it_stopped_a_run():
 def test_every_error_code_a_run_or_tool_call_ends_with_has_a_plain_sentence():
     from runs.engine.caps import ERROR_SENTENCES
 
-    run_codes = {"agent_error", "provider_error", "cancelled", "worker_lost", "invalid_input",
-                 "unknown_agent", "recording_diverged"}  # fmt: skip
+    run_codes = {"budget_exceeded", "agent_error", "provider_error", "cancelled", "worker_lost",
+                 "invalid_input", "unknown_agent", "recording_diverged"}  # fmt: skip
     tool_codes = {"tool_timeout", "tool_error", "unknown_tool", "repeated_call"}
     assert run_codes | tool_codes <= set(ERROR_SENTENCES)
     assert all(sentence and not sentence.endswith(".") for sentence in ERROR_SENTENCES.values())
