@@ -87,12 +87,16 @@ BROKER_SCHEMES = ("filesystem", "redis", "rediss", "amqp", "amqps", "pyamqp", "m
 
 
 def broker_from_url(url: str) -> str:
-    scheme = urlsplit(url).scheme.lower()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     if scheme not in BROKER_SCHEMES:
         raise ImproperlyConfigured(
             f"CELERY_BROKER_URL={url!r}: unknown scheme {scheme!r} "
             f"(use one of {', '.join(BROKER_SCHEMES)})."
         )
+    if scheme == "filesystem" and not parts.netloc:
+        # The file transport ignores the host, but kombu warns on every connection without one.
+        return "filesystem://localhost/"
     return url
 
 
@@ -123,6 +127,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "ninja",  # serves the API docs' Swagger UI from our own static files, not a CDN
     "runs",
     "ingest",
 ]
@@ -247,6 +252,8 @@ AGENTOPS_SECRET_PATTERNS = envjsonlist("AGENTOPS_SECRET_PATTERNS")
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = broker_from_url(os.environ.get("CELERY_BROKER_URL", "filesystem://"))
+if os.environ.get("CELERY_BROKER_URL", CELERY_BROKER_URL) != CELERY_BROKER_URL:
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL  # Celery reads the variable before us
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -353,9 +360,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"one_line_refusals": {"()": "agentops.log.OneLineRefusals"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own console handler (DEBUG only) would print each of its lines a second time.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["one_line_refusals"]},
+    },
 }
 
 # The file transport needs its folders before the first publish or poll.

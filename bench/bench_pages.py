@@ -200,10 +200,15 @@ def main() -> None:
                [client.get(f"/runs/?q={i[:13]}", expect=(302, 200)) for i in ids])  # fmt: skip
         report("run-ID lookup: search box, 8-digit prefix -> 302 or list",
                [client.get(f"/runs/?q={i[:8]}", expect=(302, 200)) for i in ids])  # fmt: skip
-        report("run page of a typical run (/runs/<id>/)",
+        report("run page of a typical run (/runs/<id>/, timeline)",
+               [client.get(f"/runs/{i}/?view=timeline") for i in ids])  # fmt: skip
+        report("run page of a typical run (support's first view: transcript)",
                [client.get(f"/runs/{i}/") for i in ids])  # fmt: skip
         big = data["big"].id
-        report(f"long run page, first view ({data['steps']:,} steps)",
+        report(f"long run page, first view ({data['steps']:,} steps, timeline)",
+               [client.get(f"/runs/{big}/?view=timeline") for _ in range(args.repeat)],
+               target=50)  # fmt: skip
+        report(f"long run page, transcript ({data['steps']:,} steps, first 50 with bodies)",
                [client.get(f"/runs/{big}/") for _ in range(args.repeat)], target=50)  # fmt: skip
         report("long run: next page of steps (htmx, on scroll)",
                [client.get(f"/runs/{big}/steps/?after={99 + 100 * (k % 9)}", htmx=True)

@@ -4,8 +4,9 @@
 
 Builds a throwaway installation in a temporary folder (SQLite, file broker), executes the demo
 agents in this process so the runs are real, starts the web server, logs in and photographs the
-runs list and a run page with one step opened. Needs Chromium (AGENTOPS_CHROMIUM, default
-/usr/bin/chromium) and the dev dependencies (playwright).
+runs list, a run page with one step of its timeline opened (an engineer's view), and a stopped
+run as support first sees it: the receipt and the transcript. Needs Chromium
+(AGENTOPS_CHROMIUM, default /usr/bin/chromium) and the dev dependencies (playwright).
 """
 
 import argparse
@@ -21,6 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("AGENTOPS_CHROMIUM", "/usr/bin/chromium")
 USER, PASSWORD = "screenshots", "screenshots-demo"
+SUPPORT_USER = "screenshots-support"
+STOPPED = (
+    "demo-loop",
+    "cust-1008",
+    "Is SKU-7 back in stock at any warehouse?",
+    {"max_tool_calls": 3},
+)
 
 # (agent, user_ref, question, caps): each demo ending once or more, so the list has variety.
 RUNS = [
@@ -33,6 +41,7 @@ RUNS = [
     ("demo-hang", "cust-1005", "What was February's revenue?", None),
     ("demo-support", "cust-1006", "Where is order A-1002?", None),
     ("demo-support", "cust-1007", "My order A-1001 is late, can I get a refund?", None),
+    STOPPED,
 ]
 
 
@@ -42,8 +51,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_data() -> str:
-    """Migrate, create the login and execute RUNS; returns the id of the run to photograph."""
+def build_data() -> tuple[str, str]:
+    """Migrate, create the logins and execute RUNS; returns the ids of the runs to photograph
+    (a successful one, and the stopped one support reads)."""
     import django
 
     django.setup()
@@ -55,7 +65,8 @@ def build_data() -> str:
 
     call_command("migrate", interactive=False, verbosity=0)
     user_set_role(username=USER, role="engineer", password=PASSWORD)
-    shown = None
+    user_set_role(username=SUPPORT_USER, role="support", password=PASSWORD)
+    shown = stopped = None
     for agent, user_ref, question, caps in RUNS:
         run = run_create(
             agent=agent,
@@ -68,7 +79,9 @@ def build_data() -> str:
         run_execute(run_id=run.id, worker="screenshots@localhost")
         if agent == "demo-support" and shown is None:
             shown = str(run.id)
-    return shown
+        if (agent, user_ref) == STOPPED[:2]:
+            stopped = str(run.id)
+    return shown, stopped
 
 
 def serve(port: int, env: dict) -> subprocess.Popen:
@@ -86,18 +99,31 @@ def serve(port: int, env: dict) -> subprocess.Popen:
     raise SystemExit("the web server did not start")
 
 
-def photograph(base: str, run_id: str, out: Path, everything: bool) -> None:
+def _login(browser, base: str, username: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 820}, device_scale_factor=1)
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/")
+    return page
+
+
+def photograph(base: str, run_ids: tuple[str, str], out: Path, everything: bool) -> None:
     from playwright.sync_api import sync_playwright
 
+    run_id, stopped_id = run_ids
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
-        page = browser.new_page(viewport={"width": 1280, "height": 820}, device_scale_factor=1)
-        page.goto(f"{base}/accounts/login/")
-        page.get_by_label("Username").fill(USER)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(f"{base}/")
+        # Support's first screen: the receipt, then the transcript with the refused call.
+        page = _login(browser, base, SUPPORT_USER)
+        page.goto(f"{base}/runs/{stopped_id}/")
+        page.locator("#transcript .t-tool[data-mark=refused]").wait_for()
+        page.screenshot(path=str(out / "run-transcript.png"), full_page=True)
+        page.close()
+
+        page = _login(browser, base, USER)
 
         page.goto(f"{base}/runs/")
         page.get_by_test_id("runs-table").wait_for()
@@ -132,15 +158,16 @@ def main() -> None:
                DEBUG="1")  # fmt: skip
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    run_id = build_data()
+    run_ids = build_data()
     port = _free_port()
     server = serve(port, env)
     try:
-        photograph(f"http://127.0.0.1:{port}", run_id, out, args.all)
+        photograph(f"http://127.0.0.1:{port}", run_ids, out, args.all)
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"wrote {out / 'runs-list.png'} and {out / 'run-page.png'}")
+    names = ("runs-list.png", "run-transcript.png", "run-page.png")
+    print("wrote " + ", ".join(str(out / name) for name in names))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,29 @@ def test_broker_schemes():
         broker_from_url("kafka://x")
 
 
+@pytest.mark.parametrize("env", [{}, {"CELERY_BROKER_URL": "filesystem://"}])
+def test_the_file_broker_connects_without_kombus_no_hostname_warning(env, tmp_path):
+    # What `make run` starts: the default broker, connected as the worker and beat connect.
+    code = (
+        "import logging; logging.basicConfig()\n"
+        "from agentops.celery import app\n"
+        "with app.connection_for_write() as c:\n"
+        "    c.ensure_connection(max_retries=1); c.clone()._info(); print(c.as_uri())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "AGENTOPS_DATA_DIR": str(tmp_path),
+             "DJANGO_SETTINGS_MODULE": "agentops.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("filesystem://")
+    assert "No hostname" not in result.stderr and "WARNING" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "env, variable",
     [({"DATABASE_URL": "oracle://x/y"}, "DATABASE_URL"),

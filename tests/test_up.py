@@ -68,6 +68,11 @@ def test_up_serves_health_and_stops_every_child_on_sigterm(tmp_path):
                 ).fetchall()
             )
             time.sleep(0.3)
+        # demo-slow's own override makes its point in 30 s, for the seeded run and the form's.
+        (values,) = db.execute("SELECT \"values\" FROM runs_cappolicy WHERE scope = 'demo-slow'")
+        (caps,) = db.execute("SELECT caps FROM runs_run WHERE agent = 'demo-slow'")
+        assert json.loads(values[0]) == {"max_wall_seconds": 30}
+        assert json.loads(caps[0])["max_wall_seconds"] == 30
         db.close()
         assert finished == {
             "demo-support": "succeeded",
@@ -81,6 +86,7 @@ def test_up_serves_health_and_stops_every_child_on_sigterm(tmp_path):
         output = (tmp_path / "up.log").read_text()
         assert f"http://127.0.0.1:{port}/" in output
         assert "support" in output and "support-demo" in output
+        assert "No hostname was supplied" not in output and "Traceback" not in output
 
         # Web, worker and beat, each with its own children.
         descendants = psutil.Process(proc.pid).children(recursive=True)

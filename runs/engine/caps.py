@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from .sentences import ordinal
+
 COUNT, USD, SECONDS = "count", "usd", "seconds"
 USD_PLACES = 4  # a cap is set in whole hundredths of a cent at most
 MAX_USD = Decimal("99999.9999")
@@ -64,7 +66,7 @@ class Cap:
     # extend the cap (up to the policy's `max_extension`) or stop the run.
     askable: bool = False
     # Why a run stopped at this cap, in plain words for support: "{limit}" and "{used}" are the
-    # values as `show` writes them, "{next}" is used + 1 (the call that was refused).
+    # values as `show` writes them, "{nth}" is used + 1 as an ordinal (the call refused: "21st").
     stopped: str = ""
 
     @property
@@ -107,13 +109,13 @@ class Cap:
     def stop_sentence(self, limit, used) -> str:
         """Why a run stopped here, in plain words, from its error's `limit` and `used`."""
         try:
-            following = int(used) + 1
+            nth = ordinal(int(used) + 1)
         except (TypeError, ValueError):
-            following = "?"
+            nth = "next"
         return self.stopped.format(
             limit=self.show(_number(limit), "no limit"),
             used=self.show(_number(used), "nothing"),
-            next=following,
+            nth=nth,
         )
 
     def show(self, value, empty: str = "off") -> str:
@@ -135,7 +137,7 @@ TOOL_CALLS = Cap(
     default=20,
     most=MAX_COUNT,
     measures="tool_calls",
-    stopped="it tried tool call {next}; the limit is {limit} per run",
+    stopped="it tried a {nth} tool call; the limit is {limit} per run",
     askable=True,
 )
 SPEND = Cap(
@@ -179,7 +181,7 @@ MODEL_CALLS = Cap(
     most=MAX_COUNT,
     measures="model_calls",
     optional=True,
-    stopped="it tried model call {next}; the limit is {limit} per run",
+    stopped="it tried a {nth} model call; the limit is {limit} per run",
     askable=True,
 )
 TOKENS = Cap(

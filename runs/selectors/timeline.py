@@ -84,3 +84,36 @@ def step_get(*, run: Run, seq: int) -> Event:
     if event is None:
         raise NotFound(f"run {run.id} has no step {seq}")
     return event
+
+
+TRANSCRIPT_STEPS = 50  # steps per page of the transcript, bodies included
+
+
+def transcript_page(*, run: Run, after_seq: int = -1, limit: int = TRANSCRIPT_STEPS):
+    """Steps of `run` after `after_seq`, in order, with their bodies (the transcript reads
+    them), and the input of the last model call before them, so a later page carries the
+    conversation on. Returns (steps, previous input or None, next_after_seq or None)."""
+    limit = max(1, min(limit, 500))
+    events = list(Event.objects.filter(run=run, seq__gt=after_seq).order_by("seq")[: limit + 1])
+    more = len(events) > limit
+    events = events[:limit]
+    previous = None
+    if after_seq >= 0:
+        previous = (
+            Event.objects.filter(run=run, kind="model_call", seq__lte=after_seq)
+            .order_by("-seq")
+            .values_list("input", flat=True)
+            .first()
+        )
+    return events, previous, (events[-1].seq if more and events else None)
+
+
+def conversation_ends(*, run: Run) -> tuple:
+    """The input of the run's first model call and the output of its last one that answered
+    (None when there is none): where its question and its last answer are when its own input
+    and output do not say. Two queries."""
+    calls = Event.objects.filter(run=run, kind="model_call")
+    first = calls.order_by("seq").values_list("input", flat=True).first()
+    answered = calls.filter(output__isnull=False)
+    last = answered.order_by("-seq").values_list("output", flat=True).first()
+    return first, last

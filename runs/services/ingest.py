@@ -7,8 +7,10 @@ server assigns each new step its `seq` (a client's `seq` only orders the new ste
 which keeps a run's order unique however batches interleave.
 
 An external run's counters (tool and model calls, tokens, cost) are the sums over its steps: each
-batch adds what its steps added or changed, under the run's lock. A run sent without a start time
-starts at its first step; `wall_ms` runs from its start to its end.
+batch adds what its steps added or changed, under the run's lock. A run's times follow its steps
+when it does not send them: sent without a start time, it starts (and is created) at its first
+step; sent finished without a finish time, it finishes at the end of its last step (at the time
+it arrives when it has none); `wall_ms` runs from its start to its end.
 
 Concurrency: a batch holds a lock per run it touches for its whole transaction (PostgreSQL
 advisory locks taken in one global order, so batches sharing runs take turns and never deadlock;
@@ -19,6 +21,7 @@ counters safe when many clients send overlapping batches at once.
 from collections.abc import Callable
 
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from ..engine.budget import STEP_COUNTERS
@@ -79,10 +82,14 @@ def ingest_batch(
                 "id", "source", "agent", "user_ref", "started_at", "finished_at", *STEP_COUNTERS
             )
         existing = {run.id: run for run in existing}
-        accepted_runs, changed = _upsert_runs(runs, existing, rejected, replace_run, api_key)
+        firsts = _first_step_starts(events)
+        accepted_runs, changed, unended = _upsert_runs(
+            runs, existing, rejected, replace_run, api_key, firsts
+        )
         external = {run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL}
         accepted_steps, usage = store_steps(events, external, rejected, content_only=content_only)
-        for run_id in (changed | set(usage)) & external:
+        _finish_at_last_step({run_id: existing[run_id] for run_id in unended})
+        for run_id in (changed | set(usage) | unended) & external:
             _save_run(existing[run_id], usage.get(run_id), changed)
         prefix = api_key.prefix if api_key is not None else ""
         windows_add_spend(
@@ -173,12 +180,42 @@ def _run_values(item: dict) -> dict:
     return values
 
 
-def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run, api_key):
+def _first_step_starts(events: list[dict]) -> dict:
+    """The earliest start among a batch's steps, per run (steps sent without one aside)."""
+    firsts: dict = {}
+    for event in events:
+        started = event.get("started_at")
+        if started is not None and (
+            event["run_id"] not in firsts or started < firsts[event["run_id"]]
+        ):
+            firsts[event["run_id"]] = started
+    return firsts
+
+
+def _finish_at_last_step(runs: dict) -> None:
+    """Runs sent finished without a finish time finish when their last step ended (or, without
+    steps, now). One query, after the batch's steps are written."""
+    if not runs:
+        return
+    ends = (
+        Event.objects.filter(run_id__in=list(runs))
+        .values("run_id")
+        .annotate(ended=Max("ended_at"), started=Max("started_at"))
+    )
+    last = {row["run_id"]: max(t for t in (row["ended"], row["started"]) if t) for row in ends}
+    now = timezone.now()
+    for run_id, run in runs.items():
+        run.finished_at = last.get(run_id) or now
+
+
+def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run, api_key, firsts):
     """Create the new runs at once; apply items to the stored ones in memory (saved with their
-    counters at the end). Returns (accepted count, ids of stored runs that changed)."""
+    counters at the end). Returns (accepted count, ids of stored runs that changed, ids of runs
+    that finished without a finish time)."""
     accepted = 0
     created: dict = {}
     changed: set = set()
+    unended: set = set()
     now = timezone.now()
     for index, item in _with_index(items):
         current = existing.get(item["id"])
@@ -192,7 +229,7 @@ def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run,
             if values.get("input") is None:
                 values["input"] = {}
             if not values.get("created_at"):
-                values["created_at"] = values.get("started_at") or now
+                values["created_at"] = values.get("started_at") or firsts.get(item["id"]) or now
             current = Run(id=item["id"], source=RunSource.EXTERNAL, api_key=api_key)
             existing[current.id] = created[current.id] = current
         elif replace_run is not None and not replace_run(current.metadata, item):
@@ -206,7 +243,7 @@ def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run,
         for key, value in values.items():
             setattr(current, key, value)
         if current.status in TERMINAL_STATUSES and not current.finished_at:
-            current.finished_at = now
+            unended.add(current.id)  # finished at its last step, once the batch's are stored
         error = current.error if isinstance(current.error, dict) else {}
         current.error_code = str(error.get("code") or "")[:40]
         budget = current.status == RunStatus.BUDGET_EXCEEDED
@@ -215,7 +252,7 @@ def _upsert_runs(items: list[dict], existing: dict, rejected: list, replace_run,
         for run in created.values():
             run.wall_ms = _wall_ms(run)
         Run.objects.bulk_create(list(created.values()))
-    return accepted, changed
+    return accepted, changed, unended
 
 
 def _with_index(items: list[dict]):
@@ -228,7 +265,7 @@ def _reject(index: int, item: dict, reason: str) -> dict:
 
 
 def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
-    fields = {"started_at", "wall_ms"}
+    fields = {"started_at", "finished_at", "wall_ms"}
     if usage is not None:
         # Under the run's lock: what is stored plus what this batch changed is the sum.
         run.tool_calls = max(0, run.tool_calls + usage.tool_calls)

@@ -24,9 +24,10 @@ EVENT_FIELDS = tuple(COLUMNS)
 @dataclass
 class UsageDelta(Usage):
     """What a batch adds to (or, for a re-sent step, takes from) one run's counters, and the
-    earliest start among the steps it adds."""
+    earliest start and latest end (or start) among the steps it adds."""
 
     first_start: datetime | None = None
+    last_end: datetime | None = None
 
     def add(self, row: dict, sign: int = 1) -> None:
         kind = row.get("kind")
@@ -39,6 +40,9 @@ class UsageDelta(Usage):
         self.cost_usd += sign * (row.get("cost_usd") or 0)
         if sign > 0 and (self.first_start is None or row["started_at"] < self.first_start):
             self.first_start = row["started_at"]
+        end = row.get("ended_at") or row["started_at"]
+        if sign > 0 and (self.last_end is None or end > self.last_end):
+            self.last_end = end
 
 
 def store_steps(

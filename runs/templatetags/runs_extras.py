@@ -77,3 +77,14 @@ def getlist(query_dict, key) -> list:
         return query_dict.getlist(key)
     except AttributeError:
         return []
+
+
+@register.filter
+def time_after(value, earlier) -> str:
+    """A time (UTC) beside an earlier one it follows: "H:M:S" on the same day, with the date
+    when the day is another (a run that ran past midnight, or a time out of step)."""
+    if value is None:
+        return ""
+    if earlier is not None and value.date() == earlier.date():
+        return f"{value:%H:%M:%S}"
+    return f"{value:%Y-%m-%d %H:%M:%S}"

@@ -8,7 +8,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from ..agents import all_agents
-from ..engine.caps import TABLE
+from ..engine.caps import TABLE, TOOL_TIMEOUT
+from ..engine.tools import UnknownToolError, get_tool
 from ..errors import AppError
 from ..roles import ADMIN, ENGINEER, SUPPORT, has_role, role_required
 from ..selectors import stats
@@ -27,7 +28,7 @@ def _page(request, form: StartRunForm | None, status: int = 200):
     agents = [
         {
             "spec": spec,
-            "caps": _cap_rows(caps.get(spec.name)),
+            "caps": _cap_rows(caps.get(spec.name), spec.tools),
             "stats": numbers.get(spec.name),
             "recent": stats.recent_runs_of(spec.name),
         }
@@ -38,15 +39,29 @@ def _page(request, form: StartRunForm | None, status: int = 200):
     return render(request, "runs/agents.html", context, status=status)
 
 
-def _cap_rows(caps) -> list[tuple[str, str]] | None:
-    """(label, value) of each cap an agent's runs get (an optional cap only when it is on)."""
+def _cap_rows(caps, tools=()) -> list[tuple[str, str]] | None:
+    """(label, value) of each cap an agent's runs get (an optional cap only when it is on). The
+    tool timeout is shown per tool for an agent that lists its tools: a tool's own timeout or
+    the policy's per-tool one wins over the cap."""
     if caps is None:
         return None
-    return [
-        (cap.label, cap.show(caps[cap], "no limit"))
-        for cap in TABLE
-        if caps[cap] is not None or not cap.optional
-    ]
+    rows = []
+    for cap in TABLE:
+        if cap is TOOL_TIMEOUT and tools:
+            each = [f"{name} {cap.show(_timeout(caps, name))}" for name in tools]
+            rows.append(("Tool timeouts", ", ".join(each)))
+        elif caps[cap] is not None or not cap.optional:
+            rows.append((cap.label, cap.show(caps[cap], "no limit")))
+    return rows
+
+
+def _timeout(caps, tool_name: str):
+    try:
+        declared = get_tool(tool_name).timeout
+    except UnknownToolError:
+        declared = None
+    seconds = caps.timeout_for(tool_name, declared)
+    return int(seconds) if float(seconds).is_integer() else seconds
 
 
 @role_required(SUPPORT)

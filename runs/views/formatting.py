@@ -1,7 +1,11 @@
-"""How the pages write durations and dollar amounts. Plain Python (the template filters in
-runs_extras and the timeline's prepared rows both use these)."""
+"""How the pages write durations, dollar amounts and errors. Plain Python (the template filters
+in runs_extras, the timeline's prepared rows, the receipt and the transcript use these)."""
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
+
+from ..engine.caps import BY_NAME, SPEND, SPEND_WINDOW
+from ..engine.sentences import ERROR_SENTENCES, WINDOW_STOPPED
 
 
 def duration_text(ms) -> str:
@@ -29,3 +33,41 @@ def usd_text(value) -> str:
     text = f"{amount:.6f}".rstrip("0")
     whole, _, frac = text.partition(".")
     return f"${whole}.{frac.ljust(4, '0')}"
+
+
+class _Fields(dict):
+    """An error's fields for a sentence's placeholders; one it lacks reads "?"."""
+
+    def __missing__(self, key):
+        return "?"
+
+
+def explain(error) -> str:
+    """One plain sentence (no final period) for a run's or a tool call's structured error: why
+    a cap stopped it, else its code's sentence (both defined beside the cap table), else its own
+    code and message. "" for no error."""
+    if not isinstance(error, dict) or not error:
+        return ""
+    cap = error.get("cap")
+    if cap == SPEND_WINDOW:
+        resets = str(error.get("resets_at") or "")
+        try:
+            resets = "at " + datetime.fromisoformat(resets).strftime("%Y-%m-%d %H:%M UTC")
+        except ValueError:
+            resets = "later"
+        limit = SPEND.show(_number(error.get("limit")), "?")
+        return WINDOW_STOPPED.format_map(_Fields(error, limit=limit, resets_at=resets))
+    if isinstance(cap, str) and cap in BY_NAME:
+        return BY_NAME[cap].stop_sentence(error.get("limit"), error.get("used"))
+    code = str(error.get("code") or error.get("error") or "")
+    message = str(error.get("message") or "").strip()
+    if code in ERROR_SENTENCES:
+        return ERROR_SENTENCES[code].format_map(_Fields(error, message=message or "no message"))
+    return f"{message} ({code})" if code and message else code or message or "an error"
+
+
+def _number(value):
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None

@@ -1,5 +1,6 @@
-"""/runs/<id>/: one run's header, budget and timeline, its fragments (more steps, one step's full
-body, the live part) and its actions (cancel, export as JSON)."""
+"""/runs/<id>/: one run's receipt, header, budget, and its steps as a transcript or a timeline
+(`?view=`; support reads the transcript first, engineers the timeline), its fragments (more
+steps, one step's full body, the live part) and its actions (cancel, export as JSON)."""
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse, StreamingHttpResponse
@@ -20,8 +21,10 @@ from ..selectors.runs import run_get, run_usage_against_caps
 from ..selectors.windows import windows_for_run
 from ..services.replay import not_replayable_reason
 from ..services.runs import run_cancel as cancel_run
+from .receipt import needs_conversation, run_receipt
 from .runs_list import is_partial
 from .timeline import step_rows
+from .transcript import TranscriptBuilder, with_question
 
 REPLAYS_SHOWN = 20
 
@@ -59,11 +62,20 @@ def budget_rows(run: Run) -> list[dict]:
     ]
 
 
+def _receipt(request, run: Run):
+    first_input = last_output = None
+    if needs_conversation(run):
+        first_input, last_output = timeline.conversation_ends(run=run)
+    url = request.build_absolute_uri(reverse("runs:run", args=[run.id]))
+    return run_receipt(run, url=url, first_input=first_input, last_output=last_output)
+
+
 def live_context(request, run: Run) -> dict:
-    """What the live part of a run's page shows (status, budget, what it waits on)."""
+    """What the live part of a run's page shows (receipt, status, budget, what it waits on)."""
     question = approval_open(run=run)
     return {
         "run": run,
+        "receipt": _receipt(request, run),
         "steps_url": reverse("runs:steps", args=[run.id]),
         "budget": budget_rows(run),
         "windows": windows_for_run(run),
@@ -73,6 +85,14 @@ def live_context(request, run: Run) -> dict:
     }
 
 
+def _view(request) -> str:
+    """Which view of the run's steps to show: asked in `?view=`, else the role's first."""
+    asked = request.GET.get("view")
+    if asked in ("transcript", "timeline"):
+        return asked
+    return "timeline" if has_role(request.user, ENGINEER) else "transcript"
+
+
 @require_GET
 @role_required(SUPPORT)
 def run_detail(request, run_id):
@@ -80,7 +100,40 @@ def run_detail(request, run_id):
     if request.htmx and request.GET.get("part") == "live":
         return _live_update(request, run)
     after = max(int_param(request.GET.get("after"), -1), -1)
+    if _view(request) == "transcript":
+        return _run_transcript(request, run, after)
     steps, next_after = timeline.steps_page(run=run, after_seq=after)
+    steps_context = {"rows": step_rows(run, steps), "next_after": next_after}
+    return _page(request, run, after, {**live_context(request, run), **steps_context})
+
+
+def _transcript_context(run: Run, after: int, question: str) -> dict:
+    steps, previous, next_after = timeline.transcript_page(run=run, after_seq=after)
+    entries = TranscriptBuilder(previous).entries(steps)
+    if after < 0:
+        entries = with_question(entries, question)
+    return {"transcript": entries, "transcript_after": after, "transcript_next": next_after}
+
+
+def _run_transcript(request, run: Run, after: int):
+    """The run page on its transcript view; for htmx, the transcript alone (`part=transcript`:
+    the first page, polled while the run runs) or the entries after `after`
+    (`part=transcript_more`, when the end of the transcript is scrolled into view)."""
+    part = request.GET.get("part") if request.htmx else None
+    if part == "transcript_more":
+        context = {"run": run, **_transcript_context(run, after, "")}
+        return render(request, "runs/_transcript.html#entries", context)
+    context = live_context(request, run)
+    context.update(_transcript_context(run, after, context["receipt"].question.full))
+    if part == "transcript":
+        response = render(request, "runs/_transcript.html", context)
+        if run.is_finished:
+            response.status_code = HttpResponseStopPolling.status_code
+        return response
+    return _page(request, run, after, context)
+
+
+def _page(request, run: Run, after: int, context: dict):
     replay_of = None
     if run.replay_of_id:
         replay_of = Run.objects.only("id", "status", "agent").filter(id=run.replay_of_id).first()
@@ -90,9 +143,8 @@ def run_detail(request, run_id):
         ]
     )
     context = {
-        **live_context(request, run),
-        "rows": step_rows(run, steps),
-        "next_after": next_after,
+        **context,
+        "view": "transcript" if "transcript" in context else "timeline",
         "after": after,
         "replay_of": replay_of,
         "replays": replays[:REPLAYS_SHOWN],
@@ -142,7 +194,9 @@ def run_steps(request, run_id):
     run = get_run(run_id)
     after = max(int_param(request.GET.get("after"), -1), -1)
     if not is_partial(request):
-        return redirect(f"{reverse('runs:run', args=[run.id])}?after={after}#timeline")
+        return redirect(
+            f"{reverse('runs:run', args=[run.id])}?view=timeline&after={after}#timeline"
+        )
     steps, next_after = timeline.steps_page(run=run, after_seq=after)
     context = {
         "run": run,

@@ -43,8 +43,11 @@ def test_support_pastes_a_run_id_lands_on_the_run_and_reads_the_full_prompt(page
     expect(page.get_by_role("heading", name=re.compile("Run"))).to_contain_text(str(run.id))
     expect(page.get_by_test_id("run-status")).to_have_text("succeeded")
 
-    # Bodies are not on the page until a step is opened; then they come from the server.
-    assert LONG_PROMPT.strip() not in page.content()
+    # On the timeline, bodies are not on the page until a step is opened; then they come from
+    # the server.
+    page.get_by_test_id("tab-timeline").click()
+    page.wait_for_url(re.compile(r"view=timeline"))
+    assert LONG_PROMPT.strip() not in page.locator("#timeline").inner_html()
     page.locator("#step-0 summary").click()
     body = page.locator("#step-0").get_by_test_id("step-body")
     expect(body).to_be_visible()
@@ -101,7 +104,7 @@ def test_a_long_timeline_loads_more_steps_on_scroll(page_as):
     run = make_run()
     make_steps(run, 250)
     page = page_as("support")
-    page.goto(f"/runs/{run.id}/")
+    page.goto(f"/runs/{run.id}/?view=timeline")
     steps = page.locator("#steps li.step")
     expect(steps).to_have_count(100)
     page.locator("#steps li.more").scroll_into_view_if_needed()
@@ -130,7 +133,13 @@ def test_basic_navigation_works_without_javascript(chromium, live_server, make_u
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name=str(run.id)).click()
     expect(page.get_by_test_id("run-status")).to_have_text("succeeded")
-    # A step opens on a page of its own; the next steps are a link away.
+    # The transcript is there without JavaScript, its next page a link away.
+    expect(page.locator("#transcript")).to_contain_text("Please tell me where it is.")
+    page.get_by_role("link", name="More after step #49").click()
+    expect(page.locator("#transcript .t-seq").first).to_have_text("#50")
+    page.go_back()
+    # On the timeline, a step opens on a page of its own; the next steps are a link away.
+    page.get_by_role("link", name="Timeline").click()
     page.locator("#step-0 summary").click()
     page.get_by_role("link", name="Open step #0 on its own page").click()
     expect(page.get_by_test_id("step-input")).to_contain_text("Please tell me where it is.")

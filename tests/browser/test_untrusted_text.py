@@ -73,6 +73,16 @@ def test_payloads_on_the_run_page_and_its_steps_are_text(page_as, hostile_run):
     expect(page.get_by_role("alert")).to_contain_text(SCRIPT + IMG + JS_URL)
     expect(page.locator("#run-live")).to_contain_text(BREAKOUT)  # session ref, as text
     expect(page.locator("#run-live")).to_contain_text(JS_URL)  # user ref, as text
+    # The receipt and the transcript (support's first view) show every payload as text.
+    expect(page.get_by_test_id("receipt-outcome")).to_contain_text(SCRIPT + IMG + JS_URL)
+    expect(page.get_by_test_id("receipt-question")).to_contain_text(SCRIPT + IMG)
+    expect(page.get_by_test_id("receipt-answer")).to_have_text(IMG)
+    expect(page.locator("#transcript .t-user").first).to_contain_text(SCRIPT + BREAKOUT)
+    expect(page.locator("#transcript .t-tool")).to_contain_text(JS_URL)
+    expect(page.locator("#transcript .t-tool")).to_contain_text(IMG + JS_URL)
+    page.wait_for_timeout(300)  # let any injected handler fire
+    _assert_inert(page, dialogs)
+    page.get_by_role("link", name="Timeline").click()
     for seq in (0, 1):
         page.locator(f"#step-{seq} summary").click()
         expect(page.locator(f"#step-{seq}").get_by_test_id("step-body")).to_be_visible()

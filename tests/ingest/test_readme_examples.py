@@ -32,7 +32,7 @@ def key(make_key, monkeypatch):
     return secret
 
 
-def test_the_curl_batch(live_server, key):
+def test_the_curl_batch(live_server, key, client, make_user):
     script = example("**A batch**", "sh", live_server.url)
     expected = json.loads(re.search(r"^# (\{.*\})$", script, re.M).group(1))
 
@@ -52,6 +52,14 @@ def test_the_curl_batch(live_server, key):
     )
     # Priced from the model prices, since the step carries tokens and no cost.
     assert step.cost_usd > 0 and run.cost_usd == step.cost_usd and run.model_calls == 1
+    # The run's times are its step's: the page says it took the step's 2 s.
+    assert (run.created_at, run.started_at, run.finished_at) == (
+        step.started_at, step.started_at, step.ended_at,
+    )  # fmt: skip
+    client.force_login(make_user("support"))
+    page = client.get(f"/runs/{run.id}/").content.decode()
+    assert "<dt>Duration</dt><dd>2.00 s</dd>" in page
+    assert "Answered in 2.00 s for $" in page
 
 
 def test_the_python_client(live_server, key):

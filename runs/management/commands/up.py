@@ -15,8 +15,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.caps import WALL
-from runs.models import Run
+from runs.models import CapPolicy, Run
 from runs.roles import ROLES
+from runs.services.caps import cap_policy_set
 from runs.services.runs import run_create
 from runs.services.users import user_set_role
 
@@ -28,19 +29,16 @@ ROLE_BLURBS = {
     "admin": "also edits caps, prices and API keys",
 }
 STOP_GRACE_SECONDS = 10
-# One run of each demo agent on first start, so every page has something to show. demo-slow gets
-# a 30 s wall cap (a run may lower a cap) so its ending shows up quickly.
+# The demo agents' own caps, set on first start as an admin would (a per-agent override, shown on
+# the Agents page and used by its form): demo-slow reaches its wall cap in 30 s, not 5 minutes.
+DEMO_CAPS = {"demo-slow": {WALL.name: 30}}
+# One run of each demo agent on first start, so every page has something to show.
 DEMO_RUNS = (
     ("demo-support", "cust-1001", {"question": "Where is my order A-1001?"}, None),
     ("demo-support", "cust-1002", {"question": "Has order A-1003 arrived?"}, None),
     ("demo-loop", "cust-1002", {"question": "Is SKU-42 back in stock?"}, None),
     ("demo-spender", "cust-1003", {"question": "Explain our refund policy in depth."}, None),
-    (
-        "demo-slow",
-        "cust-1004",
-        {"question": "Is the nightly batch done?"},
-        {WALL.name: 30},
-    ),
+    ("demo-slow", "cust-1004", {"question": "Is the nightly batch done?"}, None),
     ("demo-hang", "cust-1005", {"question": "What was February's revenue?"}, None),
     ("demo-broken", "cust-1001", {"question": "Please refund order A-1001."}, None),
     ("demo-repeat", "cust-1003", {"question": "Has order A-1002 shipped yet?"}, None),
@@ -67,6 +65,9 @@ class Command(BaseCommand):
             for role, password in DEMO_USERS.items():
                 user_set_role(username=role, role=role, password=password)
             if not Run.objects.exists():
+                for scope, values in DEMO_CAPS.items():
+                    if not CapPolicy.objects.filter(scope=scope).exists():
+                        cap_policy_set(scope=scope, values=values, actor="demo setup")
                 for agent, user_ref, question, caps in DEMO_RUNS:
                     run_create(agent=agent, input=question, user_ref=user_ref, caps=caps,
                                tags=["demo"])  # fmt: skip

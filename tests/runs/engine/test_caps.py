@@ -173,9 +173,22 @@ def test_each_cap_says_in_plain_words_why_it_stopped_a_run():
     from runs.engine.caps import SPEND, TABLE, TOOL_CALLS, WALL
 
     assert all(cap.stopped for cap in TABLE)
-    assert TOOL_CALLS.stop_sentence(20, 20) == "it tried tool call 21; the limit is 20 per run"
+    assert TOOL_CALLS.stop_sentence(20, 20) == "it tried a 21st tool call; the limit is 20 per run"
+    used = (0, 1, 2, 10, 11, 21, 111)
+    ordinals = [TOOL_CALLS.stop_sentence(99, n).split()[3] for n in used]
+    assert ordinals == ["1st", "2nd", "3rd", "11th", "12th", "22nd", "112th"]
     # As a run's error carries them: USD as strings, seconds as numbers.
     assert SPEND.stop_sentence("0.50", "0.4987") == (
         "it had spent $0.4987 of its $0.50 budget, too little for another model call"
     )
     assert WALL.stop_sentence(300, 300.2) == "it ran out of time: the limit is 300 s per run"
+
+
+def test_every_error_code_a_run_or_tool_call_ends_with_has_a_plain_sentence():
+    from runs.engine.sentences import ERROR_SENTENCES
+
+    run_codes = {"budget_exceeded", "agent_error", "provider_error", "cancelled", "worker_lost",
+                 "invalid_input", "unknown_agent", "recording_diverged"}  # fmt: skip
+    tool_codes = {"tool_timeout", "tool_error", "unknown_tool", "repeated_call"}
+    assert run_codes | tool_codes <= set(ERROR_SENTENCES)
+    assert all(sentence and not sentence.endswith(".") for sentence in ERROR_SENTENCES.values())

@@ -123,6 +123,12 @@ def test_agents_page_shows_registered_agents_caps_and_recent_numbers(client, mak
     loop = loop[: loop.index("</section>")]
     assert "2 runs</a>" in loop and "1 cap hit</a>" in loop
     assert "<dt>Max tool calls</dt><dd>20</dd>" in loop and "<dd>$0.50</dd>" in loop
+    # Each tool's own timeout, not the cap's 10 s, is what applies to its calls.
+    hang = html[html.index('data-agent="demo-hang"') :]
+    assert "<dt>Tool timeouts</dt><dd>fetch_report 2 s</dd>" in hang[: hang.index("</section>")]
+    support = html[html.index('data-agent="demo-support"') :]
+    support = support[: support.index("</section>")]
+    assert "<dd>lookup_order 5 s, search_kb 5 s</dd>" in support
     assert "Other agents seen" in html and "somebody-elses-agent" in html
 
 

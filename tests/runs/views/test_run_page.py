@@ -116,7 +116,9 @@ def test_a_long_run_shows_its_first_page_without_bodies(engineer):
     last = engineer.get(f"/runs/{run.id}/steps/", {"after": 899}, **HTMX).content.decode()
     assert step_seqs(last) == list(range(900, 1000)) and 'class="more"' not in last
     plain = engineer.get(f"/runs/{run.id}/steps/", {"after": 99})
-    assert plain.status_code == 302 and plain["Location"] == f"/runs/{run.id}/?after=99#timeline"
+    assert plain.status_code == 302 and plain["Location"] == (
+        f"/runs/{run.id}/?view=timeline&after=99#timeline"
+    )
     later = engineer.get(f"/runs/{run.id}/", {"after": 99}).content.decode()
     assert step_seqs(later)[:2] == [100, 101] and "Back to the first steps" in later
 
