@@ -2,7 +2,9 @@
 """Runner benchmark: prints figures, asserts nothing.
 
 1. Recording overhead per step: one run of `steps` instant tool calls executed in this process
-   with the database recorder, against the same run with the in-memory recorder.
+   with the database recorder, against the same run with the in-memory recorder, `repeats`
+   times each (interleaved); wall and CPU (process time) per step, median and range, and the
+   queries the database run sent.
 2. Enqueue → running latency: runs created one by one, picked up by a real worker over the broker;
    started_at − created_at per run.
 3. Concurrent I/O-bound runs on one worker host: N runs whose tool calls each await 1 s, all
@@ -12,8 +14,8 @@
    settle take per model call (p50, p99), and the same runs without a window for comparison.
 
 Usage (PostgreSQL + Redis by default; a database of its own, created if missing):
-    .venv/bin/python bench/bench_runner.py [--steps 500] [--latency-runs 100] [--concurrent 250]
-        [--window-runs 50] [--only overhead|latency|concurrency|windows]
+    .venv/bin/python bench/bench_runner.py [--steps 500] [--repeats 5] [--latency-runs 100]
+        [--concurrent 250] [--window-runs 50] [--only overhead|latency|concurrency|windows]
 """
 
 import argparse
@@ -93,7 +95,9 @@ def wait_all(ids, timeout: float):
     raise SystemExit(f"runs did not finish within {timeout}s")
 
 
-def bench_overhead(steps: int) -> None:
+def bench_overhead(steps: int, repeats: int) -> None:
+    from django.db import connection
+
     from runs.agents import get_agent
     from runs.engine.caps import Caps
     from runs.engine.recorder import MemoryRecorder
@@ -103,21 +107,44 @@ def bench_overhead(steps: int) -> None:
 
     caps = Caps(max_tool_calls=steps + 1)
     spec = get_agent("bench-steps")
-    t0 = time.perf_counter()
-    execute(spec, {"steps": steps}, caps, MemoryRecorder(), price_for=lambda m: None)
-    memory_s = time.perf_counter() - t0
 
-    run = Run.objects.create(agent="bench-steps", input={"steps": steps}, caps=caps.to_dict())
-    t0 = time.perf_counter()
-    run_execute(run_id=run.id, worker="bench")
-    db_s = time.perf_counter() - t0
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    recorded = run.events.count()
-    print(f"[overhead] {steps} tool calls, {recorded} steps recorded")
-    print(f"  in-memory recorder: {memory_s * 1000 / steps:.3f} ms per tool call")
-    print(f"  database recorder:  {db_s * 1000 / steps:.3f} ms per tool call")
-    print(f"  recording overhead: {(db_s - memory_s) * 1000 / recorded:.3f} ms per recorded step")
+    def in_memory():
+        execute(spec, {"steps": steps}, caps, MemoryRecorder(), price_for=lambda m: None)
+
+    def in_database():
+        run = Run.objects.create(agent="bench-steps", input={"steps": steps}, caps=caps.to_dict())
+        queries = []
+        with connection.execute_wrapper(
+            lambda ex, sql, *args: queries.append(sql) or ex(sql, *args)
+        ):
+            run_execute(run_id=run.id, worker="bench")
+        run.refresh_from_db()
+        assert run.status == "succeeded", run.error
+        in_database.recorded, in_database.queries = run.events.count(), len(queries)
+
+    def timed(fn):
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        return time.perf_counter() - t0, time.process_time() - cpu0
+
+    in_memory(), in_database()  # warm both paths (imports, prices, the pool)
+    wall, cpu = [], []
+    for _ in range(repeats):  # interleaved, so both see the same load
+        (mw, mc), (dw, dc) = timed(in_memory), timed(in_database)
+        wall.append((dw - mw) * 1000 / in_database.recorded)
+        cpu.append((dc - mc) * 1000 / in_database.recorded)
+    print(
+        f"[overhead] {steps} tool calls, {in_database.recorded} steps recorded, "
+        f"{in_database.queries} queries per run; {repeats} runs each, load {os.getloadavg()[0]:.2f}"
+    )
+    print(f"  in-memory recorder: {mw * 1000 / steps:.3f} ms per tool call (last run)")
+    print(f"  database recorder:  {dw * 1000 / steps:.3f} ms per tool call (last run)")
+    print(
+        f"  recording overhead: {statistics.median(wall):.3f} ms per recorded step "
+        f"(median; {min(wall):.3f}–{max(wall):.3f})"
+    )
+    print(f"  recording CPU:      {statistics.median(cpu):.3f} ms per recorded step "
+          f"(median; {min(cpu):.3f}–{max(cpu):.3f}, this process)")  # fmt: skip
 
 
 def bench_latency(runs: int) -> None:
@@ -264,6 +291,7 @@ def bench_windows(runs: int, calls: int) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--latency-runs", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=250)
     parser.add_argument("--window-runs", type=int, default=50)
@@ -281,7 +309,7 @@ def main():
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}; "
           f"cores: {os.cpu_count()}")  # fmt: skip
     if args.only in (None, "overhead"):
-        bench_overhead(args.steps)
+        bench_overhead(args.steps, args.repeats)
     if args.only in (None, "latency"):
         bench_latency(args.latency_runs)
     if args.only in (None, "concurrency"):

@@ -45,23 +45,35 @@ def release_connection() -> None:
 class DbRecorder:
     """The runner's Recorder, writing through `events_record` (the one write path).
 
-    A step that ends quickly is written once, complete. A step still running when the runner next
-    checks in (it does every 0.2 s while it waits) is written then with status `running`, and
-    rewritten whole when it ends: a hanging call is visible while it hangs, and a fast one costs
-    one write instead of two. Cancel requests arrive through the heartbeat thread.
+    Steps are written in batches, one round trip and one commit per batch. A finished step waits
+    in memory until the next write, which comes when `FLUSH_ROWS` steps are waiting, when the
+    oldest has waited `FLUSH_S` (checked whenever the runner calls in, and by the heartbeat thread
+    for an agent computing without calling in), and at the end of the run (`flush`, before the
+    run is finished, so a finished run has every step). A step still running when the runner next
+    checks in (it does every 0.2 s while it waits) is written then with status `running`, with
+    whatever waits, and rewritten whole when it ends: a hanging call is visible while it hangs.
+    Cancel requests arrive through the heartbeat thread.
     """
 
     # Counters on the run row are for people watching; the budget itself is enforced in memory.
-    # Writing them at most this often (and at the end) keeps a step to one or two writes.
+    # Writing them at most this often (and at the end) keeps them off the per-step path.
     USAGE_WRITE_INTERVAL = 0.5
+    FLUSH_S = 0.2
+    FLUSH_ROWS = 100
 
-    def __init__(self, run: Run, cancelled: threading.Event):
+    def __init__(self, run: Run, cancelled: threading.Event, *, clock=time.monotonic):
         self.run_id = run.id
         self._cancelled = cancelled
+        self._clock = clock
         last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
         self._next_seq = 0 if last is None else last + 1
         self._open: dict = {}  # step id -> its row
         self._unwritten: dict = {}  # started steps not yet in the table
+        # Rows to write, by step id (a later version of a step replaces an earlier one), and
+        # when the oldest of them was queued. The lock serializes writes with the heartbeat's.
+        self._pending: dict = {}
+        self._pending_since: float | None = None
+        self._lock = threading.Lock()
         self._usage_written = 0.0
 
     def step_started(self, kind, name, *, input=None, model="", parent=None, attributes=None):
@@ -108,7 +120,9 @@ class DbRecorder:
         )
         if attributes:
             row["attributes"] = {**row["attributes"], **attributes}
-        self._write([row])
+        self._queue([row])
+        if len(self._pending) >= self.FLUSH_ROWS or self._waited(self.FLUSH_S):
+            self.flush()
 
     def usage_changed(self, usage: Usage) -> None:
         now = time.monotonic()
@@ -121,14 +135,34 @@ class DbRecorder:
         # Called before every step and every 0.2 s while a call is awaited: steps still running
         # by now are written, so what hangs is visible.
         if self._unwritten:
-            rows = list(self._unwritten.values())
+            self._queue([dict(row) for row in self._unwritten.values()])
             self._unwritten.clear()
-            self._write([dict(row) for row in rows])
+            self.flush()
+        elif self._waited(self.FLUSH_S):
+            self.flush()
         return self._cancelled.is_set()
 
-    def _write(self, rows: list[dict]) -> None:
-        events_record(events=rows)
-        release_connection()
+    def flush(self, *, waited: float = 0.0) -> None:
+        """Write every waiting row in one call, if any (and, with `waited`, only if the oldest
+        has waited that long). Safe from another thread (the heartbeat's)."""
+        with self._lock:
+            if not self._pending or not self._waited(waited):
+                return
+            events_record(events=list(self._pending.values()))
+            self._pending.clear()
+            self._pending_since = None
+            release_connection()
+
+    def _queue(self, rows: list[dict]) -> None:
+        with self._lock:
+            if not self._pending:
+                self._pending_since = self._clock()
+            for row in rows:
+                self._pending[row["id"]] = row
+
+    def _waited(self, seconds: float) -> bool:
+        since = self._pending_since
+        return since is not None and self._clock() - since >= seconds
 
 
 def provider_factory(spec: AgentSpec):
@@ -187,9 +221,11 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
         return
 
     cancelled = heartbeat.watch(run.id)
+    recorder = None
     try:
         spec, factory = spec_and_provider_for(run, spec, provider_factory)
-        recorder = DbRecorder(run, cancelled)
+        recorder = DbRecorder(run, cancelled, clock=clock)
+        heartbeat.flushes(run.id, recorder)
         outcome = execute(
             spec,
             run.input,
@@ -203,6 +239,7 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
             clock=clock,
             sleep=sleep,
         )
+        recorder.flush()  # every step is in the table before the run is finished
         run_finish(
             run_id=run.id,
             status=outcome.status,
@@ -213,6 +250,11 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
     except Exception as exc:
         # The recording itself failed (database gone, a bug): end the run visibly, not silently.
         log.exception("run %s could not be recorded", run.id)
+        if recorder is not None:
+            try:  # what was recorded before the failure is kept, if the database takes it
+                recorder.flush()
+            except Exception:
+                log.exception("run %s: its last steps could not be written", run.id)
         run_finish(
             run_id=run.id,
             status=RunStatus.FAILED,
@@ -234,6 +276,7 @@ class Heartbeat:
         self.interval = interval
         self._lock = threading.Lock()
         self._watched: dict[str, threading.Event] = {}
+        self._recorders: dict[str, DbRecorder] = {}
         self._thread: threading.Thread | None = None
 
     def watch(self, run_id) -> threading.Event:
@@ -248,9 +291,26 @@ class Heartbeat:
                 self._thread.start()
         return cancelled
 
+    def flushes(self, run_id, recorder: DbRecorder) -> None:
+        """Also write `recorder`'s steps that waited past its FLUSH_S, every interval: an agent
+        computing for long without calling the runner does not hold back its finished steps."""
+        with self._lock:
+            self._recorders[str(run_id)] = recorder
+
     def unwatch(self, run_id) -> None:
         with self._lock:
             self._watched.pop(str(run_id), None)
+            self._recorders.pop(str(run_id), None)
+
+    def flush_waiting(self) -> None:
+        with self._lock:
+            recorders = list(self._recorders.values())
+        for recorder in recorders:
+            try:  # the rows stay waiting: the run's own next write takes them, or fails the run
+                recorder.flush(waited=recorder.FLUSH_S)
+            except Exception:
+                log.exception("run %s: waiting steps could not be written", recorder.run_id)
+                connection.close()
 
     def beat_once(self) -> None:
         with self._lock:
@@ -275,6 +335,7 @@ class Heartbeat:
             try:
                 close_old_connections()
                 self.beat_once()
+                self.flush_waiting()
                 release_connection()
             except Exception:  # a database hiccup must not end the heartbeat thread
                 log.exception("heartbeat failed; retrying")
