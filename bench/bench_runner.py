@@ -168,21 +168,20 @@ def bench_latency(runs: int) -> None:
           f"max {max(lat):.1f} ms")  # fmt: skip
 
 
-def bench_concurrency(n: int, calls: int, seconds: float) -> None:
+def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> None:
     from runs.services.runs import run_create
 
-    proc = start_worker(concurrency=n)
+    # Queued (and sent to the broker) before the worker starts, so they reach it all at once.
+    ids = [
+        run_create(agent="bench-io", input={"calls": calls, "seconds": seconds}).id
+        for _ in range(n)
+    ]
+    workers = [start_worker(concurrency=-(-n // processes)) for _ in range(processes)]
     try:
-        time.sleep(4)
-        t0 = time.monotonic()
-        ids = [
-            run_create(agent="bench-io", input={"calls": calls, "seconds": seconds}).id
-            for _ in range(n)
-        ]
         done = wait_all(ids, 600)
-        elapsed = time.monotonic() - t0
     finally:
-        stop_worker(proc)
+        for proc in workers:
+            stop_worker(proc)
     ok = sum(r.status == "succeeded" for r in done)
     edges = sorted(
         [(r.started_at, 1) for r in done if r.started_at]
@@ -193,9 +192,15 @@ def bench_concurrency(n: int, calls: int, seconds: float) -> None:
         running += delta
         peak = max(peak, running)
     each = statistics.median((r.finished_at - r.started_at).total_seconds() for r in done)
-    print(f"[concurrency] {n} runs x {calls} tool calls awaiting {seconds} s, one worker process")
+    first = min(r.started_at for r in done)
+    span = (max(r.finished_at for r in done) - first).total_seconds()
+    print(
+        f"[concurrency] {n} runs x {calls} tool calls awaiting {seconds} s, {processes} worker "
+        f"process(es) on the threads pool; load {os.getloadavg()[0]:.2f}"
+    )
     print(f"  succeeded {ok}/{n}; at most {peak} running at once; median run {each:.2f} s "
-          f"(ideal {calls * seconds:.2f} s); all done in {elapsed:.1f} s")  # fmt: skip
+          f"(ideal {calls * seconds:.2f} s, {each / (calls * seconds) - 1:+.1%}); "
+          f"first start to last end {span:.1f} s")  # fmt: skip
 
 
 def bench_windows(runs: int, calls: int) -> None:
@@ -295,6 +300,7 @@ def main():
     parser.add_argument("--latency-runs", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=250)
     parser.add_argument("--window-runs", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--only", choices=["overhead", "latency", "concurrency", "windows"])
     args = parser.parse_args()
 
@@ -313,7 +319,7 @@ def main():
     if args.only in (None, "latency"):
         bench_latency(args.latency_runs)
     if args.only in (None, "concurrency"):
-        bench_concurrency(args.concurrent, calls=3, seconds=1.0)
+        bench_concurrency(args.concurrent, calls=3, seconds=1.0, processes=args.processes)
     if args.only in (None, "windows"):
         bench_windows(args.window_runs, calls=20)
 

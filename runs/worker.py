@@ -2,167 +2,40 @@
 agent through the engine's runner with a database recorder, record the outcome; and the one
 heartbeat thread per process that keeps its runs' liveness and carries cancel requests.
 
-Recording goes through `services.events.events_record`, the one write path for steps.
+Recording goes through `services.recording` (steps and counters of all the process's runs written
+in batches) into `services.events.events_record`, the one write path for steps.
 """
 
 import logging
 import threading
 import time
 from dataclasses import replace
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import Max
 from django.utils import timezone
 
 from .agents import AgentSpec, get_agent
 from .engine.approvals import ApprovalPolicy
-from .engine.budget import Usage
 from .engine.caps import Caps
-from .engine.ids import uuid7
 from .engine.runner import execute
-from .models import ACTIVE_STATUSES, Event, ReplayMode, Run, RunStatus
+from .models import ACTIVE_STATUSES, ReplayMode, Run, RunStatus
 from .providers import RecordedProvider, ReplayProvider, get_provider
 from .selectors.prices import PriceCache
 from .selectors.replay import recording_of
 from .services.approvals import DbApprovals
-from .services.events import events_record, masked
-from .services.runs import run_claim, run_finish, run_scopes, run_usage_update
+from .services.events import masked
+from .services.recording import (
+    FLUSH_S,
+    DbRecorder,
+    StepWriter,
+    release_connection,
+    step_writer,
+)
+from .services.runs import run_claim, run_finish, run_scopes
 from .services.windows import DbSpendGuard
 
 log = logging.getLogger(__name__)
-
-
-def release_connection() -> None:
-    """Give a pooled PostgreSQL connection back between steps, so hundreds of runs waiting on
-    their tools share a few connections. SQLite keeps its (cheap, per-thread) connection."""
-    if connection.vendor == "postgresql" and "pool" in connection.settings_dict["OPTIONS"]:
-        if not connection.in_atomic_block:
-            connection.close()
-
-
-class DbRecorder:
-    """The runner's Recorder, writing through `events_record` (the one write path).
-
-    Steps are written in batches, one round trip and one commit per batch. A finished step waits
-    in memory until the next write, which comes when `FLUSH_ROWS` steps are waiting, when the
-    oldest has waited `FLUSH_S` (checked whenever the runner calls in, and by the heartbeat thread
-    for an agent computing without calling in), and at the end of the run (`flush`, before the
-    run is finished, so a finished run has every step). A step still running when the runner next
-    checks in (it does every 0.2 s while it waits) is written then with status `running`, with
-    whatever waits, and rewritten whole when it ends: a hanging call is visible while it hangs.
-    Cancel requests arrive through the heartbeat thread.
-    """
-
-    # Counters on the run row are for people watching; the budget itself is enforced in memory.
-    # Writing them at most this often (and at the end) keeps them off the per-step path.
-    USAGE_WRITE_INTERVAL = 0.5
-    FLUSH_S = 0.2
-    FLUSH_ROWS = 100
-
-    def __init__(self, run: Run, cancelled: threading.Event, *, clock=time.monotonic):
-        self.run_id = run.id
-        self._cancelled = cancelled
-        self._clock = clock
-        last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
-        self._next_seq = 0 if last is None else last + 1
-        self._open: dict = {}  # step id -> its row
-        self._unwritten: dict = {}  # started steps not yet in the table
-        # Rows to write, by step id (a later version of a step replaces an earlier one), and
-        # when the oldest of them was queued. The lock serializes writes with the heartbeat's.
-        self._pending: dict = {}
-        self._pending_since: float | None = None
-        self._lock = threading.Lock()
-        self._usage_written = 0.0
-
-    def step_started(self, kind, name, *, input=None, model="", parent=None, attributes=None):
-        row = {
-            "id": uuid7(),
-            "run_id": self.run_id,
-            "seq": self._next_seq,
-            "parent_id": parent,
-            "kind": kind,
-            "name": (name or "")[:200],
-            "status": "running",
-            "started_at": timezone.now(),
-            "input": input,
-            "model": (model or "")[:200],
-            "attributes": dict(attributes or {}),
-        }
-        self._next_seq += 1
-        self._open[row["id"]] = row
-        self._unwritten[row["id"]] = row
-        return row["id"]
-
-    def step_ended(
-        self,
-        ref,
-        status,
-        *,
-        output=None,
-        error=None,
-        input_tokens=None,
-        output_tokens=None,
-        cost_usd=None,
-        attributes=None,
-    ):
-        row = self._open.pop(ref)
-        self._unwritten.pop(ref, None)
-        row.update(
-            status=status,
-            ended_at=timezone.now(),
-            output=output,
-            error=error,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=Decimal(cost_usd) if cost_usd is not None else None,
-        )
-        if attributes:
-            row["attributes"] = {**row["attributes"], **attributes}
-        self._queue([row])
-        if len(self._pending) >= self.FLUSH_ROWS or self._waited(self.FLUSH_S):
-            self.flush()
-
-    def usage_changed(self, usage: Usage) -> None:
-        now = time.monotonic()
-        if now - self._usage_written >= self.USAGE_WRITE_INTERVAL:
-            run_usage_update(run_id=self.run_id, usage=usage)
-            release_connection()
-            self._usage_written = now
-
-    def cancel_requested(self) -> bool:
-        # Called before every step and every 0.2 s while a call is awaited: steps still running
-        # by now are written, so what hangs is visible.
-        if self._unwritten:
-            self._queue([dict(row) for row in self._unwritten.values()])
-            self._unwritten.clear()
-            self.flush()
-        elif self._waited(self.FLUSH_S):
-            self.flush()
-        return self._cancelled.is_set()
-
-    def flush(self, *, waited: float = 0.0) -> None:
-        """Write every waiting row in one call, if any (and, with `waited`, only if the oldest
-        has waited that long). Safe from another thread (the heartbeat's)."""
-        with self._lock:
-            if not self._pending or not self._waited(waited):
-                return
-            events_record(events=list(self._pending.values()))
-            self._pending.clear()
-            self._pending_since = None
-            release_connection()
-
-    def _queue(self, rows: list[dict]) -> None:
-        with self._lock:
-            if not self._pending:
-                self._pending_since = self._clock()
-            for row in rows:
-                self._pending[row["id"]] = row
-
-    def _waited(self, seconds: float) -> bool:
-        since = self._pending_since
-        return since is not None and self._clock() - since >= seconds
 
 
 def provider_factory(spec: AgentSpec):
@@ -224,8 +97,7 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
     recorder = None
     try:
         spec, factory = spec_and_provider_for(run, spec, provider_factory)
-        recorder = DbRecorder(run, cancelled, clock=clock)
-        heartbeat.flushes(run.id, recorder)
+        recorder = DbRecorder(run, cancelled)
         outcome = execute(
             spec,
             run.input,
@@ -255,6 +127,7 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
                 recorder.flush()
             except Exception:
                 log.exception("run %s: its last steps could not be written", run.id)
+                recorder.discard()
         run_finish(
             run_id=run.id,
             status=RunStatus.FAILED,
@@ -276,7 +149,6 @@ class Heartbeat:
         self.interval = interval
         self._lock = threading.Lock()
         self._watched: dict[str, threading.Event] = {}
-        self._recorders: dict[str, DbRecorder] = {}
         self._thread: threading.Thread | None = None
 
     def watch(self, run_id) -> threading.Event:
@@ -291,26 +163,16 @@ class Heartbeat:
                 self._thread.start()
         return cancelled
 
-    def flushes(self, run_id, recorder: DbRecorder) -> None:
-        """Also write `recorder`'s steps that waited past its FLUSH_S, every interval: an agent
-        computing for long without calling the runner does not hold back its finished steps."""
-        with self._lock:
-            self._recorders[str(run_id)] = recorder
-
     def unwatch(self, run_id) -> None:
         with self._lock:
             self._watched.pop(str(run_id), None)
-            self._recorders.pop(str(run_id), None)
 
-    def flush_waiting(self) -> None:
-        with self._lock:
-            recorders = list(self._recorders.values())
-        for recorder in recorders:
-            try:  # the rows stay waiting: the run's own next write takes them, or fails the run
-                recorder.flush(waited=recorder.FLUSH_S)
-            except Exception:
-                log.exception("run %s: waiting steps could not be written", recorder.run_id)
-                connection.close()
+    @staticmethod
+    def write_waiting(writer: StepWriter) -> None:
+        """Write what waited past FLUSH_S: an agent computing for long without calling the runner
+        does not hold back its finished steps."""
+        if writer.waited(FLUSH_S):
+            writer.write()
 
     def beat_once(self) -> None:
         with self._lock:
@@ -335,8 +197,8 @@ class Heartbeat:
             try:
                 close_old_connections()
                 self.beat_once()
-                self.flush_waiting()
                 release_connection()
+                self.write_waiting(step_writer)
             except Exception:  # a database hiccup must not end the heartbeat thread
                 log.exception("heartbeat failed; retrying")
                 connection.close()

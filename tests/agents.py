@@ -136,3 +136,10 @@ def refund(path: str, amount: int) -> dict:
 def refund_agent(ctx, input):
     result = ctx.tool("test_refund", {"path": input["path"], "amount": input.get("amount", 5)})
     return {"refund": result}
+
+
+@agent("test-logs", description="Logs `steps` times: steps that end as they start.")
+def logs_agent(ctx, input):
+    for step in range(int(input.get("steps", 3))):
+        ctx.log(f"step {step}")
+    return {"steps": input.get("steps", 3)}

@@ -1,6 +1,7 @@
 """Where a run's steps go: the `Recorder` protocol the runner writes through, and
 `MemoryRecorder`, which keeps them in memory (tests, benchmarks, trying an agent out without a
-database). The worker's recorder writes to the database (`runs.worker.DbRecorder`). Plain Python.
+database). The worker's recorder writes to the database
+(`runs.services.recording.DbRecorder`). Plain Python.
 """
 
 from __future__ import annotations

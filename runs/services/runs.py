@@ -281,6 +281,16 @@ def run_usage_update(*, run_id, usage) -> None:
     Run.objects.filter(id=run_id).update(**usage.fields())
 
 
+def runs_usage_update(usages: dict) -> None:
+    """Several runs' counters (run id -> Usage) in one statement."""
+    if len(usages) == 1:
+        [(run_id, usage)] = usages.items()
+        run_usage_update(run_id=run_id, usage=usage)
+    elif usages:
+        runs = [Run(id=run_id, **usage.fields()) for run_id, usage in usages.items()]
+        Run.objects.bulk_update(runs, fields=list(usages[runs[0].id].fields()), batch_size=500)
+
+
 def run_scopes(run: Run) -> list[str]:
     """The spend-window scopes that cover `run` (engine.windows.scopes_of)."""
     prefix = ApiKey.objects.filter(id=run.api_key_id).values_list("prefix", flat=True).first()

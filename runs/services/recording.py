@@ -1,0 +1,244 @@
+"""How a worker process records its runs: `DbRecorder`, the runner's Recorder for one run, and
+`StepWriter`, which writes the steps and counters of every run the process executes in batches
+through `events_record` (the one write path for steps, shared with ingest).
+
+One batch is one transaction: a thousand runs waiting on their tools write their steps in a few
+round trips and commits a second instead of thousands, and one run's 500 quick steps in a handful.
+What a page shows while a run runs is kept: a finished step waits at most `FLUSH_S` once the
+runner calls in (the heartbeat thread writes for an agent that computes without calling in), a
+step still running when the runner checks in (every 0.2 s while it waits) is written at once as
+running, and a run is finished only after all its steps are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from ..engine.budget import Usage
+from ..engine.ids import uuid7
+from ..models import Event, Run
+from .events import events_record
+from .runs import runs_usage_update
+
+log = logging.getLogger(__name__)
+
+FLUSH_S = 0.2  # the longest a finished step (or a run's counters) waits once the runner calls in
+FLUSH_ROWS = 100  # steps waiting in the process that make a batch without waiting longer
+
+
+def release_connection() -> None:
+    """Give a pooled PostgreSQL connection back between writes, so hundreds of runs waiting on
+    their tools share a few connections. SQLite keeps its (cheap, per-thread) connection."""
+    if connection.vendor == "postgresql" and "pool" in connection.settings_dict["OPTIONS"]:
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+class StepWriter:
+    """The waiting steps (by id: a later version of a step replaces an earlier one) and run
+    counters (by run) of one worker process, and the batches that write them.
+
+    Whatever is queued joins the batch being collected; `write(batch)` returns once that batch
+    is in the table, writing everything waiting itself unless another thread's write already
+    took it (so runs calling in together share one transaction). Thread-safe.
+    """
+
+    def __init__(self, *, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()  # guards what waits
+        self._writing = threading.Lock()  # one batch at a time
+        self._rows: dict = {}
+        self._usage: dict = {}
+        self._since: float | None = None  # when the oldest waiting item was queued
+        self._collecting = 1  # the number of the batch being collected
+        self._written = 0  # the last batch number written
+        self._retry: set = set()  # runs whose rows failed in another run's batch and wait again
+
+    def queue(self, rows=(), *, run_id=None, usage: Usage | None = None) -> int:
+        """Queue step rows and/or a run's counters; the number of the batch they joined."""
+        with self._lock:
+            if (rows or usage is not None) and self._since is None:
+                self._since = self._clock()
+            for row in rows:
+                self._rows[row["id"]] = row
+            if usage is not None:
+                self._usage[run_id] = usage
+            return self._collecting
+
+    def waiting(self) -> int:
+        return len(self._rows)
+
+    def waited(self, seconds: float) -> bool:
+        since = self._since
+        return since is not None and self._clock() - since >= seconds
+
+    def write(self, batch: int | None = None, *, run_id=None) -> None:
+        """Write everything waiting, unless `batch` was written meanwhile. Raises when the rows
+        of `run_id` could not be written (they wait again); other runs' failed rows wait for
+        their own runs to write them."""
+        with self._writing:
+            with self._lock:
+                if batch is not None and self._written >= batch and run_id not in self._retry:
+                    return
+                rows, usage = self._rows, self._usage
+                self._rows, self._usage, self._since = {}, {}, None
+                self._retry = set()
+                taken = self._collecting
+                self._collecting += 1
+            try:
+                failed = self._write_all(rows, usage)
+            finally:
+                self._written = taken
+                release_connection()
+        if failed:
+            with self._lock:  # back to wait, behind anything newer queued meanwhile
+                for run, (run_rows, run_usage, _) in failed.items():
+                    for row in run_rows:
+                        self._rows.setdefault(row["id"], row)
+                    if run_usage is not None:
+                        self._usage.setdefault(run, run_usage)
+                    self._retry.add(run)
+                if self._since is None:
+                    self._since = self._clock()
+            if run_id in failed:
+                raise failed[run_id][2]
+
+    def discard(self, run_id) -> None:
+        """Forget what waits for `run_id` (a run whose writes keep failing)."""
+        with self._lock:
+            self._rows = {k: r for k, r in self._rows.items() if r["run_id"] != run_id}
+            self._usage.pop(run_id, None)
+            self._retry.discard(run_id)
+
+    def _write_all(self, rows: dict, usage: dict) -> dict:
+        if not rows and not usage:
+            return {}
+        try:
+            self._write(list(rows.values()), usage)
+        except Exception:  # one run's bad row must not hold back the others
+            return self._write_each(rows, usage)
+        return {}
+
+    def _write_each(self, rows: dict, usage: dict) -> dict:
+        """Each run's rows and counters in a transaction of its own; the runs that failed."""
+        by_run: dict = {run: ([], usage.get(run)) for run in usage}
+        for row in rows.values():
+            by_run.setdefault(row["run_id"], ([], usage.get(row["run_id"])))[0].append(row)
+        failed = {}
+        for run, (run_rows, run_usage) in by_run.items():
+            try:
+                self._write(run_rows, {run: run_usage} if run_usage is not None else {})
+            except Exception as exc:
+                log.warning("steps of run %s could not be written: %s", run, exc)
+                failed[run] = (run_rows, run_usage, exc)
+        return failed
+
+    @staticmethod
+    def _write(rows: list[dict], usage: dict) -> None:
+        with transaction.atomic():
+            if rows:
+                events_record(events=rows)
+            if usage:
+                runs_usage_update(usage)
+
+
+# The one writer of this worker process.
+step_writer = StepWriter()
+
+
+class DbRecorder:
+    """The runner's Recorder for one run, writing through a `StepWriter`.
+
+    A step that ends quickly is written once, complete, with the next batch. A step still running
+    when the runner next checks in is written then with status `running` (and whatever waits),
+    and rewritten whole when it ends: a hanging call is visible while it hangs, and a fast one
+    costs a share of a batch. The run's counters go with the batches too. Cancel requests arrive
+    through the heartbeat thread (`cancelled`).
+    """
+
+    def __init__(self, run: Run, cancelled: threading.Event, *, writer: StepWriter | None = None):
+        self.run_id = run.id
+        self.writer = writer or step_writer
+        self._cancelled = cancelled
+        last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
+        self._next_seq = 0 if last is None else last + 1
+        self._open: dict = {}  # step id -> its row
+        self._unwritten: dict = {}  # started steps not yet in the table
+
+    def step_started(self, kind, name, *, input=None, model="", parent=None, attributes=None):
+        row = {
+            "id": uuid7(),
+            "run_id": self.run_id,
+            "seq": self._next_seq,
+            "parent_id": parent,
+            "kind": kind,
+            "name": (name or "")[:200],
+            "status": "running",
+            "started_at": timezone.now(),
+            "input": input,
+            "model": (model or "")[:200],
+            "attributes": dict(attributes or {}),
+        }
+        self._next_seq += 1
+        self._open[row["id"]] = row
+        self._unwritten[row["id"]] = row
+        return row["id"]
+
+    def step_ended(
+        self,
+        ref,
+        status,
+        *,
+        output=None,
+        error=None,
+        input_tokens=None,
+        output_tokens=None,
+        cost_usd=None,
+        attributes=None,
+    ):
+        row = self._open.pop(ref)
+        self._unwritten.pop(ref, None)
+        row.update(
+            status=status,
+            ended_at=timezone.now(),
+            output=output,
+            error=error,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=Decimal(cost_usd) if cost_usd is not None else None,
+        )
+        if attributes:
+            row["attributes"] = {**row["attributes"], **attributes}
+        self.writer.queue([row])
+        if self.writer.waiting() >= FLUSH_ROWS or self.writer.waited(FLUSH_S):
+            self.writer.write(run_id=self.run_id)
+
+    def usage_changed(self, usage: Usage) -> None:
+        # Counters on the run row are for people watching (the budget is enforced in memory):
+        # they go with the next batch.
+        self.writer.queue(run_id=self.run_id, usage=usage)
+
+    def cancel_requested(self) -> bool:
+        # Called before every step and every 0.2 s while a call is awaited: steps still running
+        # by now are written, so what hangs is visible.
+        if self._unwritten:
+            batch = self.writer.queue([dict(row) for row in self._unwritten.values()])
+            self._unwritten.clear()
+            self.writer.write(batch, run_id=self.run_id)
+        elif self.writer.waited(FLUSH_S):
+            self.writer.write(run_id=self.run_id)
+        return self._cancelled.is_set()
+
+    def flush(self) -> None:
+        """Return once every step and counter of this run queued so far is written."""
+        self.writer.write(self.writer.queue(), run_id=self.run_id)
+
+    def discard(self) -> None:
+        self.writer.discard(self.run_id)

@@ -1,0 +1,178 @@
+"""runs.services.recording: a worker process writes its runs' steps and counters in batches,
+without hiding what a page shows while a run runs (a finished step appears within FLUSH_S of the
+runner calling in, a step still running when the runner checks in appears as running, a finished
+run has every step)."""
+
+import threading
+
+import pytest
+
+import runs.services.recording as recording
+from runs.engine.budget import Usage
+from runs.engine.caps import Caps
+from runs.models import Event, Run
+from runs.services.recording import FLUSH_ROWS, FLUSH_S, DbRecorder, StepWriter
+from runs.worker import Heartbeat, run_execute
+
+pytestmark = pytest.mark.django_db
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def writer(clock):
+    return StepWriter(clock=clock)
+
+
+@pytest.fixture
+def recorder(writer):
+    return recorder_of(writer)
+
+
+def recorder_of(writer) -> DbRecorder:
+    run = Run.objects.create(agent="test-steps", status="running")
+    return DbRecorder(run, threading.Event(), writer=writer)
+
+
+def stored(recorder) -> list[tuple[int, str]]:
+    steps = Event.objects.filter(run_id=recorder.run_id).order_by("seq")
+    return list(steps.values_list("seq", "status"))
+
+
+def finish(recorder, count: int) -> None:
+    for i in range(count):
+        ref = recorder.step_started("tool_call", f"t{i}", input={"i": i})
+        recorder.step_ended(ref, "ok", output={"i": i})
+
+
+@pytest.fixture
+def writes(monkeypatch):
+    """The row count of each call to the step write path."""
+    counts = []
+    original = recording.events_record
+
+    def counted(*, events):
+        counts.append(len(events))
+        return original(events=events)
+
+    monkeypatch.setattr(recording, "events_record", counted)
+    return counts
+
+
+def test_finished_steps_of_all_runs_are_written_together_when_flush_rows_wait(writer, writes):
+    one, other = recorder_of(writer), recorder_of(writer)
+    finish(one, FLUSH_ROWS - 2)
+    finish(other, 1)
+    assert stored(one) == stored(other) == [] and writes == []
+    finish(other, 1)
+    assert stored(one) == [(i, "ok") for i in range(FLUSH_ROWS - 2)]
+    assert stored(other) == [(0, "ok"), (1, "ok")]
+    assert writes == [FLUSH_ROWS]
+
+
+def test_a_finished_step_is_written_once_it_waited_flush_s_and_the_runner_calls_in(recorder, clock):
+    finish(recorder, 1)
+    clock.now = FLUSH_S - 0.001
+    assert recorder.cancel_requested() is False
+    assert stored(recorder) == []
+    clock.now = FLUSH_S
+    recorder.cancel_requested()
+    assert stored(recorder) == [(0, "ok")]
+
+
+def test_a_step_ending_after_flush_s_writes_the_waiting_ones_with_it(recorder, clock):
+    finish(recorder, 1)
+    clock.now = FLUSH_S - 0.001
+    finish(recorder, 1)
+    assert stored(recorder) == []
+    clock.now = FLUSH_S
+    finish(recorder, 1)
+    assert stored(recorder) == [(0, "ok"), (1, "ok"), (2, "ok")]
+
+
+def test_a_step_still_running_when_the_runner_checks_in_is_written_running_at_once(
+    writer, recorder, writes
+):
+    other = recorder_of(writer)
+    finish(other, 1)
+    finish(recorder, 2)
+    ref = recorder.step_started("tool_call", "slow", input={"q": 1})
+    assert stored(recorder) == []  # started, not yet checked in: nothing written yet
+    recorder.cancel_requested()
+    assert stored(recorder) == [(0, "ok"), (1, "ok"), (2, "running")]
+    assert stored(other) == [(0, "ok")] and writes == [4]  # what waited went along
+    recorder.step_ended(ref, "ok", output={"a": 1})
+    recorder.flush()
+    assert stored(recorder)[-1] == (2, "ok")
+    step = Event.objects.get(run_id=recorder.run_id, seq=2)
+    assert step.input == {"q": 1} and step.output == {"a": 1} and step.ended_at is not None
+
+
+def test_the_heartbeat_writes_what_an_agent_left_waiting_without_calling_in(
+    recorder, writer, clock
+):
+    finish(recorder, 1)
+    clock.now = FLUSH_S - 0.001
+    Heartbeat.write_waiting(writer)
+    assert stored(recorder) == []
+    clock.now = FLUSH_S
+    Heartbeat.write_waiting(writer)
+    assert stored(recorder) == [(0, "ok")]
+
+
+def test_counters_go_with_the_next_batch_for_all_runs_at_once(writer, clock):
+    one, other = recorder_of(writer), recorder_of(writer)
+    one.usage_changed(Usage(tool_calls=3))
+    other.usage_changed(Usage(tool_calls=1))
+    other.usage_changed(Usage(tool_calls=2))  # the later snapshot replaces the earlier
+    assert set(Run.objects.values_list("tool_calls", flat=True)) == {0}
+    clock.now = FLUSH_S
+    one.cancel_requested()
+    assert Run.objects.get(id=one.run_id).tool_calls == 3
+    assert Run.objects.get(id=other.run_id).tool_calls == 2
+
+
+def test_a_run_whose_steps_are_refused_does_not_hold_back_the_others(writer, monkeypatch, clock):
+    good, bad = recorder_of(writer), recorder_of(writer)
+    original = recording.events_record
+
+    def refusing(*, events):
+        if any(row["run_id"] == bad.run_id for row in events):
+            raise RuntimeError("the database refused the step")
+        return original(events=events)
+
+    monkeypatch.setattr(recording, "events_record", refusing)
+    finish(bad, 1)
+    finish(good, 1)
+    good.flush()  # the batch holds both runs' steps: good's are written, bad's wait again
+    assert stored(good) == [(0, "ok")] and stored(bad) == []
+    with pytest.raises(RuntimeError, match="refused"):
+        bad.flush()  # even though its batch number was written by good's call
+    bad.discard()
+    finish(good, 1)
+    good.flush()
+    assert stored(good) == [(0, "ok"), (1, "ok")]
+
+
+def test_a_finished_run_has_every_step_written_in_batches(monkeypatch, writes):
+    monkeypatch.setattr(recording, "step_writer", StepWriter(clock=lambda: 0.0))  # no time passes
+    steps = 2 * FLUSH_ROWS + 1
+    run = Run.objects.create(
+        agent="test-logs", status="queued", input={"steps": steps}, caps=Caps().to_dict()
+    )
+    run_execute(run_id=run.id, worker="test")
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    assert writes == [FLUSH_ROWS, FLUSH_ROWS, 1]
+    assert set(run.events.values_list("status", flat=True)) == {"ok"}
+    assert sorted(run.events.values_list("seq", flat=True)) == list(range(steps))
