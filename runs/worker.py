@@ -172,7 +172,7 @@ class Heartbeat:
         """Write what waited past FLUSH_S: an agent computing for long without calling the runner
         does not hold back its finished steps."""
         if writer.waited(FLUSH_S):
-            writer.write()
+            writer.write(wait=False)
 
     def beat_once(self) -> None:
         with self._lock:

@@ -46,20 +46,21 @@ class StepWriter:
     counters (by run) of one worker process, and the batches that write them.
 
     Whatever is queued joins the batch being collected; `write(batch)` returns once that batch
-    is in the table, writing everything waiting itself unless another thread's write already
-    took it (so runs calling in together share one transaction). Thread-safe.
+    is in the table (so runs calling in together share one transaction). Thread-safe.
     """
 
     def __init__(self, *, clock=time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()  # guards what waits
-        self._writing = threading.Lock()  # one batch at a time
+        self._busy = False  # a thread is writing batches
+        self._done: dict = {}  # batch number -> set once written (for the threads waiting)
+        self._more = False  # a write was asked for while one was under way
         self._rows: dict = {}
         self._usage: dict = {}
         self._since: float | None = None  # when the oldest waiting item was queued
         self._collecting = 1  # the number of the batch being collected
         self._written = 0  # the last batch number written
-        self._retry: set = set()  # runs whose rows failed in another run's batch and wait again
+        self._errors: dict = {}  # run id -> why its rows wait again
 
     def queue(self, rows=(), *, run_id=None, usage: Usage | None = None) -> int:
         """Queue step rows and/or a run's counters; the number of the batch they joined."""
@@ -79,43 +80,79 @@ class StepWriter:
         since = self._since
         return since is not None and self._clock() - since >= seconds
 
-    def write(self, batch: int | None = None, *, run_id=None) -> None:
-        """Write everything waiting, unless `batch` was written meanwhile. Raises when the rows
-        of `run_id` could not be written (they wait again); other runs' failed rows wait for
-        their own runs to write them."""
-        with self._writing:
+    def write(self, batch: int | None = None, *, run_id=None, wait: bool = True) -> None:
+        """Write what waits. With `wait`, return once `batch` (by default: everything queued so
+        far) is written; without, only ask for it when another thread is writing (that thread
+        then writes one more batch). The first thread to ask writes, batch after batch while
+        there is more; the others go on, or wait for their own batch (woken once, by it).
+        Raises when rows of `run_id` could not be written (they wait again, for that run's next
+        write)."""
+        # A pooled connection held while waiting for another thread's write could be the one
+        # that write needs.
+        release_connection()
+        done = None
+        with self._lock:
+            batch = self._collecting if batch is None else batch
+            if self._busy:
+                self._more = True
+                lead = False
+                if wait and self._written < batch:
+                    done = self._done.setdefault(batch, threading.Event())
+            else:
+                lead = self._busy = self._written < batch or not wait
+        if lead:
+            self._lead()
+        elif done is not None:
+            done.wait()
+        error = self._errors.get(run_id)
+        if error is not None:
+            raise error
+
+    def _lead(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    rows, usage = self._rows, self._usage
+                    self._rows, self._usage, self._since = {}, {}, None
+                    taken = self._collecting
+                    self._collecting += 1
+                    self._more = False
+                    for run in {r["run_id"] for r in rows.values()} | set(usage):
+                        self._errors.pop(run, None)
+                try:
+                    failed = self._write_all(rows, usage)
+                finally:
+                    release_connection()
+                with self._lock:
+                    for run, (run_rows, run_usage, exc) in failed.items():
+                        # Back to wait, behind anything newer queued meanwhile.
+                        for row in run_rows:
+                            self._rows.setdefault(row["id"], row)
+                        if run_usage is not None:
+                            self._usage.setdefault(run, run_usage)
+                        self._errors[run] = exc
+                        if self._since is None:
+                            self._since = self._clock()
+                    self._written = taken
+                    for number in [n for n in self._done if n <= taken]:
+                        self._done.pop(number).set()
+                    if not self._done and not self._more:  # nobody asked for a later batch
+                        self._busy = False
+                        return
+        except BaseException:
             with self._lock:
-                if batch is not None and self._written >= batch and run_id not in self._retry:
-                    return
-                rows, usage = self._rows, self._usage
-                self._rows, self._usage, self._since = {}, {}, None
-                self._retry = set()
-                taken = self._collecting
-                self._collecting += 1
-            try:
-                failed = self._write_all(rows, usage)
-            finally:
-                self._written = taken
-                release_connection()
-        if failed:
-            with self._lock:  # back to wait, behind anything newer queued meanwhile
-                for run, (run_rows, run_usage, _) in failed.items():
-                    for row in run_rows:
-                        self._rows.setdefault(row["id"], row)
-                    if run_usage is not None:
-                        self._usage.setdefault(run, run_usage)
-                    self._retry.add(run)
-                if self._since is None:
-                    self._since = self._clock()
-            if run_id in failed:
-                raise failed[run_id][2]
+                self._busy = False
+                for event in self._done.values():
+                    event.set()  # the waiters look again (and one of them leads)
+                self._done.clear()
+            raise
 
     def discard(self, run_id) -> None:
         """Forget what waits for `run_id` (a run whose writes keep failing)."""
         with self._lock:
             self._rows = {k: r for k, r in self._rows.items() if r["run_id"] != run_id}
             self._usage.pop(run_id, None)
-            self._retry.discard(run_id)
+            self._errors.pop(run_id, None)
 
     def _write_all(self, rows: dict, usage: dict) -> dict:
         if not rows and not usage:
@@ -218,7 +255,7 @@ class DbRecorder:
             row["attributes"] = {**row["attributes"], **attributes}
         self.writer.queue([row])
         if self.writer.waiting() >= FLUSH_ROWS or self.writer.waited(FLUSH_S):
-            self.writer.write(run_id=self.run_id)
+            self.writer.write(run_id=self.run_id, wait=False)
 
     def usage_changed(self, usage: Usage) -> None:
         # Counters on the run row are for people watching (the budget is enforced in memory):
@@ -231,9 +268,9 @@ class DbRecorder:
         if self._unwritten:
             batch = self.writer.queue([dict(row) for row in self._unwritten.values()])
             self._unwritten.clear()
-            self.writer.write(batch, run_id=self.run_id)
+            self.writer.write(batch, run_id=self.run_id, wait=False)
         elif self.writer.waited(FLUSH_S):
-            self.writer.write(run_id=self.run_id)
+            self.writer.write(run_id=self.run_id, wait=False)
         return self._cancelled.is_set()
 
     def flush(self) -> None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -287,8 +287,21 @@ def runs_usage_update(usages: dict) -> None:
         [(run_id, usage)] = usages.items()
         run_usage_update(run_id=run_id, usage=usage)
     elif usages:
-        runs = [Run(id=run_id, **usage.fields()) for run_id, usage in usages.items()]
-        Run.objects.bulk_update(runs, fields=list(usages[runs[0].id].fields()), batch_size=500)
+        # One UPDATE per run sent together (executemany: one pipeline on PostgreSQL), without
+        # building ORM expressions for each.
+        names = list(next(iter(usages.values())).fields())
+        fields = [Run._meta.get_field(name) for name in names]
+        quote = connection.ops.quote_name
+        sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+        sql = f"UPDATE {quote(Run._meta.db_table)} SET {sets} WHERE {quote('id')} = %s"
+        pk = Run._meta.pk
+        params = [
+            [f.get_db_prep_save(usage.fields()[f.name], connection) for f in fields]
+            + [pk.get_db_prep_value(run_id, connection)]
+            for run_id, usage in usages.items()
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
 
 
 def run_scopes(run: Run) -> list[str]:
