@@ -98,6 +98,7 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
     try:
         spec, factory = spec_and_provider_for(run, spec, provider_factory)
         recorder = DbRecorder(run, cancelled)
+        release_connection()  # not held while the agent works: hundreds of runs share the pool
         outcome = execute(
             spec,
             run.input,
