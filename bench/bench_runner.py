@@ -74,6 +74,12 @@ def start_worker(concurrency: int) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_worker(proc: subprocess.Popen) -> None:
     import signal
 
@@ -179,6 +185,7 @@ def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> Non
     workers = [start_worker(concurrency=-(-n // processes)) for _ in range(processes)]
     try:
         done = wait_all(ids, 600)
+        cpu_s = sum(process_cpu_s(proc.pid) for proc in workers)
     finally:
         for proc in workers:
             stop_worker(proc)
@@ -201,6 +208,8 @@ def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> Non
     print(f"  succeeded {ok}/{n}; at most {peak} running at once; median run {each:.2f} s "
           f"(ideal {calls * seconds:.2f} s, {each / (calls * seconds) - 1:+.1%}); "
           f"first start to last end {span:.1f} s")  # fmt: skip
+    print(f"  worker CPU: {cpu_s:.1f} s in all, {cpu_s * 1000 / n:.1f} ms per run "
+          f"(start-up included)")  # fmt: skip
 
 
 def bench_windows(runs: int, calls: int) -> None:
