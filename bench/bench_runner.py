@@ -69,7 +69,8 @@ def start_worker(concurrency: int) -> subprocess.Popen:
          "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
          "--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h"],
         cwd=ROOT,
-        env=dict(os.environ),
+        # As in production: DEBUG=0 (DEBUG keeps every query's SQL: ~20 % more CPU per run).
+        env=dict(os.environ, DEBUG="0", SECRET_KEY="bench-" + uuid.uuid4().hex),
         start_new_session=True,
     )  # fmt: skip
 
