@@ -122,11 +122,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "ninja",  # serves the API docs page's scripts from here (the CSP allows no other origin)
     "runs",
     "ingest",
 ]
 
 MIDDLEWARE = [
+    "agentops.middleware.chunked_body_refused",
+    "agentops.middleware.content_security_policy",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -19,7 +19,7 @@ from agentops import health
 from runs.errors import AppError
 
 from .batch_api import router as batch_router
-from .batch_body import not_json
+from .batch_body import finite_float, not_json
 from .otlp_api import router as otlp_router
 from .replay_api import router as replay_router
 from .runs_api import router as runs_router
@@ -29,10 +29,11 @@ log = logging.getLogger(__name__)
 
 class StrictJsonParser(Parser):
     """Request bodies as RFC 8259 JSON: Python's parser also takes NaN and Infinity, which
-    PostgreSQL's jsonb refuses and no other client could read back (answered 400)."""
+    PostgreSQL's jsonb refuses and no other client could read back (answered 400), and a number
+    too large for a float (1e400), which it would read as infinity."""
 
     def parse_body(self, request):
-        return json.loads(request.body, parse_constant=not_json)
+        return json.loads(request.body, parse_constant=not_json, parse_float=finite_float)
 
 
 _ERROR_DESCRIPTIONS = {

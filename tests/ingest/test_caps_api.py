@@ -42,11 +42,12 @@ WRITES = [
     ("put", "/caps/demo-loop", {"max_tool_calls": 3}),
     ("delete", "/caps/demo-loop", None),
     ("post", "/caps/backtest", {"caps": {"max_tool_calls": 3}}),
-    ("get", "/caps/changes", None),
 ]
 
 
-@pytest.mark.parametrize("method, path, body", [("get", "/caps", None), *WRITES])
+@pytest.mark.parametrize(
+    "method, path, body", [("get", "/caps", None), ("get", "/caps/changes", None), *WRITES]
+)
 def test_no_key_is_401(client, method, path, body):
     assert_error(call(client, method, path, body), 401, "unauthenticated")
 
@@ -60,9 +61,10 @@ def test_writes_and_backtests_need_the_admin_scope(client, scopes, method, path,
     assert CapPolicy.objects.get(scope="demo-loop").values.get("max_tool_calls") == 5
 
 
-def test_reading_needs_runs_read(client):
-    assert call(client, "get", "/caps", token=key("runs:read")).status_code == 200
-    assert_error(call(client, "get", "/caps", token=key("ingest")), 403, "insufficient_scope")
+@pytest.mark.parametrize("path", ["/caps", "/caps/changes"])
+def test_reading_needs_runs_read(client, path):
+    assert call(client, "get", path, token=key("runs:read")).status_code == 200
+    assert_error(call(client, "get", path, token=key("ingest")), 403, "insufficient_scope")
 
 
 @pytest.mark.parametrize("role, status", [("support", 403), ("engineer", 403), ("admin", 200)])
