@@ -362,3 +362,25 @@ class SpendReservation(models.Model):
 
     def __str__(self):
         return f"{self.run_id}: {self.micros} micro-USD"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` (or a page form's one-time token) and the run it created, so
+    a retry of the same request returns that run instead of starting another. Kept 24 h; a
+    `pending` row is a request under way (abandoned after a minute)."""
+
+    owner = models.CharField(max_length=100)  # "key:<api key id>" or "user:<user id>"
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # sha256 of the operation and its body
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, default="pending")  # pending | done
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotency_owner_key"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.key} ({self.state})"

@@ -6,11 +6,19 @@ from decimal import Decimal
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 from ..engine.caps import SECONDS, USD, cap_named
 from ..views.formatting import duration_text, usd_text
+from ..views.submission import FIELD, new_token
 
 register = template.Library()
+
+
+@register.simple_tag
+def submission_field():
+    """A hidden one-time token: a form that starts a run, submitted twice, starts it once."""
+    return format_html('<input type="hidden" name="{}" value="{}">', FIELD, new_token())
 
 
 @register.filter
