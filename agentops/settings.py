@@ -295,6 +295,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # A running run's heartbeat is stamped every interval; one older than STALE means its worker died.
 AGENTOPS_HEARTBEAT_INTERVAL = float(envint("AGENTOPS_HEARTBEAT_INTERVAL_MS", "1000")) / 1000
 AGENTOPS_HEARTBEAT_STALE_SECONDS = envint("AGENTOPS_HEARTBEAT_STALE_SECONDS", "30")
+# A run silent this long is shown as such ("no heartbeat for 12 s") until the reaper ends it.
+AGENTOPS_HEARTBEAT_SILENT_SECONDS = max(5, int(AGENTOPS_HEARTBEAT_INTERVAL * 5))
 AGENTOPS_REAP_EVERY_SECONDS = envint("AGENTOPS_REAP_EVERY_SECONDS", "15")
 # Modules that register user agents and tools (comma-separated), imported at start-up.
 AGENTOPS_AGENT_MODULES = [
@@ -306,18 +308,9 @@ ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic
 ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 
 # Every periodic task, each with an `expires` so a backlog (beat up, workers down) cannot pile up.
-CELERY_BEAT_SCHEDULE = {
-    "reap-lost-runs": {
-        "task": "runs.reap",
-        "schedule": AGENTOPS_REAP_EVERY_SECONDS,
-        "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
-    },
-    "redispatch-queued-runs": {
-        "task": "runs.dispatch",
-        "schedule": AGENTOPS_REAP_EVERY_SECONDS,
-        "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
-    },
-}
+# Reaping lost runs and re-dispatching queued ones is not among them: beat does that in its own
+# process (runs.services.housekeeping), so it does not wait for a live worker.
+CELERY_BEAT_SCHEDULE: dict = {}
 
 AGENTOPS_WORKER_POOL = os.environ.get("AGENTOPS_WORKER_POOL", "threads")
 AGENTOPS_WORKER_CONCURRENCY = envint("AGENTOPS_WORKER_CONCURRENCY", "8")

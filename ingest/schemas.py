@@ -92,6 +92,12 @@ class RunOut(Schema):
     replay_of: UUID | None = None
     replay_mode: str
     attempt: int
+    heartbeat_at: datetime | None = None
+    no_heartbeat_seconds: int | None = Field(
+        None,
+        description="For a running run whose worker has gone quiet: seconds since its last "
+        "heartbeat (it ends `lost` after AGENTOPS_HEARTBEAT_STALE_SECONDS); else null.",
+    )
     url: str
 
 
@@ -109,6 +115,7 @@ class RunSummaryOut(Schema):
     created_at: datetime
     finished_at: datetime | None = None
     user_ref: str
+    no_heartbeat_seconds: int | None = None
     url: str
 
 

@@ -123,6 +123,18 @@ class Run(models.Model):
     def is_finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def no_heartbeat_seconds(self) -> int | None:
+        """For a run executing here whose worker has gone quiet (no heartbeat for a few beats):
+        whole seconds since its last heartbeat; else None. Shown at once, before the reaper ends
+        the run `lost`."""
+        if self.status != RunStatus.RUNNING or self.source != RunSource.INTERNAL:
+            return None
+        if self.heartbeat_at is None:
+            return None
+        silent = (timezone.now() - self.heartbeat_at).total_seconds()
+        return int(silent) if silent >= settings.AGENTOPS_HEARTBEAT_SILENT_SECONDS else None
+
 
 class EventKind(models.TextChoices):
     MODEL_CALL = "model_call"

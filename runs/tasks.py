@@ -1,14 +1,15 @@
-"""Celery tasks: thin doors that take ids, re-fetch, and call one service. Every periodic one is
-scheduled in settings.CELERY_BEAT_SCHEDULE."""
+"""Celery tasks: thin doors that take ids, re-fetch, and call one service. Beat's own periodic
+work (reap, re-dispatch, prune) runs in the beat process itself (services.housekeeping)."""
 
 import os
 import socket
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import beat_init, worker_ready
 
 from . import worker
 from .services import runs
+from .services.housekeeping import housekeeping_start
 
 
 @shared_task(name="runs.ping")
@@ -41,3 +42,10 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     # beat: runs whose worker died are ended, runs whose message was lost are sent.
     sender.app.send_task("runs.reap", queue=sender.app.conf.task_default_queue)
     sender.app.send_task("runs.dispatch", queue=sender.app.conf.task_default_queue)
+
+
+@beat_init.connect
+def _on_beat_init(sender=None, **kwargs) -> None:
+    # Beat reaps and re-dispatches in its own process (not through a worker, which may be the
+    # one that died): see services.housekeeping.
+    housekeeping_start()

@@ -85,3 +85,13 @@ def getlist(query_dict, key) -> list:
         return query_dict.getlist(key)
     except AttributeError:
         return []
+
+
+@register.filter
+def silence(seconds) -> str:
+    """A quiet worker's silence for a reader: "no heartbeat for 12 s", "… for 4 min"."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"no heartbeat for {int(seconds)} s"
+    return f"no heartbeat for {int(seconds) // 60} min"
