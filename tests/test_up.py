@@ -99,7 +99,11 @@ def test_up_serves_health_and_stops_every_child_on_sigterm(tmp_path):
 
 @pytest.mark.django_db
 def test_demo_users_are_created_only_when_absent_and_never_changed():
-    from django.contrib.auth import authenticate
+    from django.contrib.auth import authenticate as login
+    from django.test import RequestFactory
+
+    def authenticate(**credentials):
+        return login(RequestFactory().post("/accounts/login/"), **credentials)
 
     from runs.management.commands.up import demo_users_create
     from runs.services.users import user_set_role

@@ -95,3 +95,13 @@ def silence(seconds) -> str:
     if seconds < 120:
         return f"no heartbeat for {int(seconds)} s"
     return f"no heartbeat for {int(seconds) // 60} min"
+
+
+@register.filter
+def minutes_text(delta) -> str:
+    """A timedelta as whole minutes for a reader: "15 minutes", "1 minute"."""
+    try:
+        minutes = max(1, round(delta.total_seconds() / 60))
+    except AttributeError:
+        return ""
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

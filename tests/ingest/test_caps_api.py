@@ -10,7 +10,6 @@ from runs.models import CapPolicy, CapPolicyChange
 from runs.services import caps
 from runs.services.keys import api_key_create
 from runs.services.runs import run_create
-from tests.conftest import PASSWORD
 from tests.runs.run_rows import GLOBAL as FULL_GLOBAL
 from tests.runs.run_rows import finished_run, loop_steps
 
@@ -70,7 +69,7 @@ def test_reading_needs_runs_read(client, path):
 @pytest.mark.parametrize("role, status", [("support", 403), ("engineer", 403), ("admin", 200)])
 def test_a_page_session_gets_its_roles_scopes(client, make_user, role, status):
     user = make_user(role)
-    client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     assert call(client, "put", "/caps/demo-loop", {"max_tool_calls": 3}).status_code == status
     assert call(client, "get", "/caps").status_code == 200
 
