@@ -68,15 +68,22 @@ def database_from_url(url: str, data_dir: Path) -> dict:
             "PORT": str(parts.port or ""),
             "OPTIONS": options,
         }
+        # A database that is down is answered 503 within about two seconds, not after a TCP
+        # timeout: the connection attempt and the wait for a pooled connection are bounded.
+        wait = envint("DATABASE_CONNECT_TIMEOUT", "2")
+        options.setdefault("connect_timeout", wait)
         # A worker runs many runs on threads; a per-process pool lets them share a few
         # connections instead of holding one each (PostgreSQL allows ~100 by default).
         pool_max = envint("DATABASE_POOL_MAX", "20")
         if pool_max > 0:
-            options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": 30})
+            pool_wait = envint("DATABASE_POOL_TIMEOUT", str(wait))
+            options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": pool_wait})
             config["CONN_MAX_AGE"] = 0
         else:
             config["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", "60")
-            config["CONN_HEALTH_CHECKS"] = True
+        # A connection is checked before use: one that a PostgreSQL restart closed is replaced
+        # instead of failing the request or the run that took it.
+        config["CONN_HEALTH_CHECKS"] = True
         return config
     raise ImproperlyConfigured(
         f"DATABASE_URL={url!r}: unknown scheme {scheme!r} (use sqlite:/// or postgres://)."

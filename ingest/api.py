@@ -25,6 +25,7 @@ from .replay_api import router as replay_router
 from .runs_api import router as runs_router
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER = 2  # seconds a client waits before retrying while the database is down
 
 
 class StrictJsonParser(Parser):
@@ -210,7 +211,13 @@ def _too_big(request, exc):
 def _database_error(request, exc):
     if isinstance(exc, OperationalError | InterfaceError):
         log.warning("database unavailable: %s", exc)
-        return error_response(request, 503, "database_unavailable", "The database is unavailable.")
+        return error_response(
+            request,
+            503,
+            "database_unavailable",
+            "The database is unavailable; retry shortly.",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
     if isinstance(exc, DataError):
         # A value the database refuses (a NUL in text, an out-of-range time): bad input that a
         # check upstream missed. Answer as such, and log it so the check gets written.
