@@ -288,6 +288,10 @@ else:
     # Redis redelivers a task whose ack has not come back within the visibility timeout; it must
     # exceed the longest run (the hard time limit) or a healthy run would be started twice.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600 * 2}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        # A broker host that is gone fails a send within seconds (the run waits in the outbox)
+        # instead of holding the request for the operating system's TCP timeout.
+        CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = 2
 
 if "CELERY_RESULT_BACKEND" in os.environ:
     CELERY_RESULT_BACKEND = os.environ["CELERY_RESULT_BACKEND"] or None
