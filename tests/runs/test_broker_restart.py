@@ -77,7 +77,7 @@ def test_a_worker_rides_out_a_redis_restart_with_a_run_in_flight(
     transactional_db, redis_server, tmp_path
 ):
     queue = f"restart-{uuid.uuid4().hex[:8]}"
-    app = Celery(broker=redis_server.url)
+    app = Celery(broker=redis_server.url, set_as_current=False)
     log_path = tmp_path / "worker.log"
     log = open(log_path, "wb")  # noqa: SIM115
     env = subprocess_env(
