@@ -96,10 +96,17 @@ def test_a_worker_rides_out_a_redis_restart_with_a_run_in_flight(
             agent="test-steps", input={"steps": steps, "seconds": seconds}, status="queued",
             caps=Caps().to_dict(),
         )  # fmt: skip
-        app.send_task("runs.execute", args=[str(run.id)], queue=queue)
+        # Through an explicit connection: CELERY_BROKER_URL in this process's environment would
+        # win over the app's own broker setting.
+        with app.connection_for_write(redis_server.url) as connection:
+            app.send_task("runs.execute", args=[str(run.id)], queue=queue, connection=connection)
         return run
 
     try:
+        deadline = time.monotonic() + 60
+        while " ready." not in log_path.read_text() and time.monotonic() < deadline:
+            assert worker.poll() is None, log_path.read_text()
+            time.sleep(0.1)
         first = start(steps=2, seconds=0.1)
         assert wait_status(first.id, {"succeeded"}).status == "succeeded", log_path.read_text()
         in_flight = start(steps=12, seconds=0.5)

@@ -132,6 +132,7 @@ class Command(BaseCommand):
             return
         if now < state["at"]:
             return
+        _signal_group(proc, signal.SIGKILL)  # what it leaves behind (a prefork pool's children)
         try:
             children[name] = subprocess.Popen(commands[name], start_new_session=True)
         except OSError as exc:
