@@ -4,6 +4,7 @@ worker died ends `lost` without any worker coming back; old idempotency keys are
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -25,11 +26,15 @@ def test_beat_alone_reaps_a_dead_workers_run_and_sends_a_lost_message(transactio
     dead = _run(status="running", started_at=long_ago, heartbeat_at=long_ago, attempt=1)
     unsent = _run(status="queued", created_at=long_ago)
     log_path = tmp_path / "beat.log"
+    queue = f"housekeeping-{uuid.uuid4().hex[:8]}"
     with open(log_path, "wb") as log:
         beat = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "agentops", "beat", "--loglevel", "INFO",
              "--schedule", str(tmp_path / "schedule")],
-            cwd=ROOT, env=subprocess_env(AGENTOPS_REAP_EVERY_SECONDS="1"), stdout=log,
+            # Its messages go to a queue no worker of this session reads, so the re-sent run
+            # stays queued where the test can see it.
+            cwd=ROOT, env=subprocess_env(AGENTOPS_REAP_EVERY_SECONDS="1", AGENTOPS_QUEUE=queue),
+            stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
