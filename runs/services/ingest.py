@@ -29,6 +29,7 @@ from ..engine.windows import scopes_of
 from ..models import TERMINAL_STATUSES, Event, EventKind, Run, RunSource, RunStatus
 from .events import json_safe, masked, text_safe
 from .ingest_steps import MAX_COST, UsageDelta, store_steps
+from .sql import any_of, quoted, update_by_pk
 from .windows import windows_add_spend
 
 RUN_FIELDS = (
@@ -76,12 +77,7 @@ def ingest_batch(
     with transaction.atomic():
         run_ids = {r["id"] for r in runs} | {e["run_id"] for e in events}
         _lock_runs(run_ids)
-        existing = Run.objects.filter(id__in=run_ids)
-        if not runs:  # only the counters and times change: leave the JSON columns unread
-            existing = existing.only(
-                "id", "source", "agent", "user_ref", "started_at", "finished_at", *STEP_COUNTERS
-            )
-        existing = {run.id: run for run in existing}
+        existing = {run.id: run for run in _runs_read(run_ids, whole=bool(runs))}
         firsts = _first_step_starts(events)
         accepted_runs, changed, unended = _upsert_runs(
             runs, existing, rejected, replace_run, api_key, firsts
@@ -133,6 +129,21 @@ def external_runs_fill_io(
                 values["output"] = json_safe(masked(found))
             if values:
                 Run.objects.filter(id=run.id).update(**values)
+
+
+# What a batch of steps alone reads of its runs: only the counters and times change.
+_STEP_ONLY_FIELDS = (
+    "id", "source", "agent", "user_ref", "started_at", "finished_at", *STEP_COUNTERS,
+)  # fmt: skip
+
+
+def _runs_read(run_ids, *, whole: bool) -> list[Run]:
+    """The stored runs among `run_ids`; without `whole`, only `_STEP_ONLY_FIELDS` (the JSON
+    columns left unread). One statement, without the ORM's query compiler."""
+    names = [f.name for f in Run._meta.concrete_fields] if whole else _STEP_ONLY_FIELDS
+    columns = ", ".join(quoted(Run, name) for name in names)
+    where, params = any_of(Run, "id", run_ids)
+    return list(Run.objects.raw(f"SELECT {columns} FROM {quoted(Run)} WHERE {where}", params))
 
 
 def _lock_runs(run_ids) -> None:
@@ -279,7 +290,7 @@ def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
     if run.id in changed:
         fields.update(RUN_FIELDS)
     run.wall_ms = _wall_ms(run)
-    Run.objects.filter(id=run.id).update(**{name: getattr(run, name) for name in fields})
+    update_by_pk(Run, run.id, {name: getattr(run, name) for name in fields})
 
 
 def _wall_ms(run: Run) -> int | None:
