@@ -1,11 +1,14 @@
 """Per-key request throttling on the shared cache (Redis in production), so every web process
-counts against the same budget."""
+counts against the same budget. While the cache is down the throttle lets requests through
+(logged, and counted on /health): ingest must not depend on the cache."""
 
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from ninja.errors import Throttled
+
+from agentops import health
 
 _clock = time.time  # the window's clock (tests hold it still)
 
@@ -22,10 +25,19 @@ def throttle(request, who) -> None:
     # Most requests find their window's counter: one incr. The first of a window creates it with
     # add(), which is atomic: of two first requests at once, the second counts with incr.
     try:
-        count = cache.incr(key)
+        count = _count(key)
+    except Exception as exc:  # the cache is down: fail open
+        health.note_cache_failure(exc)
+        return
+    if count is not None and count > rate:
+        raise Throttled(wait=1)  # the window ends within a second: Retry-After: 1
+
+
+def _count(key: str) -> int | None:
+    """This window's count including this request; None for the window's first request."""
+    try:
+        return cache.incr(key)
     except ValueError:
         if cache.add(key, 1, timeout=5):
-            return
-        count = cache.incr(key)
-    if count > rate:
-        raise Throttled(wait=1)  # the window ends within a second: Retry-After: 1
+            return None
+        return cache.incr(key)
