@@ -5,7 +5,8 @@ counts against the same budget. While the cache is down the throttle lets reques
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from ninja.errors import Throttled
 
 from agentops import health
@@ -22,8 +23,6 @@ def throttle(request, who) -> None:
     # Per key, not per key name: two keys may share a name.
     ident = f"key{who.key.id}-{who.key.prefix}" if who.key is not None else who.name
     key = f"throttle:{ident}:{window}"
-    # Most requests find their window's counter: one incr. The first of a window creates it with
-    # add(), which is atomic: of two first requests at once, the second counts with incr.
     try:
         count = _count(key)
     except Exception as exc:  # the cache is down: fail open
@@ -34,7 +33,21 @@ def throttle(request, who) -> None:
 
 
 def _count(key: str) -> int | None:
-    """This window's count including this request; None for the window's first request."""
+    """This window's count including this request (None: the window's first request, on a
+    cache other than Redis)."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        # One round trip: INCR creates the counter at 1 if it is missing (atomic, whoever comes
+        # first) and EXPIRE lets it go with its window. Django's own incr() would make two (it
+        # asks whether the key exists first), and a third for add() at each window's start.
+        name = backend.make_and_validate_key(key)
+        pipe = backend._cache.get_client(name, write=True).pipeline(transaction=False)
+        pipe.incr(name)
+        pipe.expire(name, 5)
+        return pipe.execute()[0]
+    # Other caches: most requests find their window's counter (one incr); the first of a window
+    # creates it with add(), which is atomic: of two first requests at once, the second counts
+    # with incr.
     try:
         return cache.incr(key)
     except ValueError:
