@@ -32,6 +32,7 @@ bench: $(VENV)/.dev-deps
 	$(PY) bench/bench_runner.py
 	$(PY) bench/bench_ingest.py
 	$(PY) bench/bench_ingest_floor.py
+	$(PY) bench/bench_otlp.py
 	$(PY) bench/bench_masking.py
 	$(PY) bench/bench_prune.py
 

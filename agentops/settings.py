@@ -6,6 +6,7 @@ DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis/RabbitMQ.
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -68,15 +69,22 @@ def database_from_url(url: str, data_dir: Path) -> dict:
             "PORT": str(parts.port or ""),
             "OPTIONS": options,
         }
+        # A database that is down is answered 503 within about two seconds, not after a TCP
+        # timeout: the connection attempt and the wait for a pooled connection are bounded.
+        wait = envint("DATABASE_CONNECT_TIMEOUT", "2")
+        options.setdefault("connect_timeout", wait)
         # A worker runs many runs on threads; a per-process pool lets them share a few
         # connections instead of holding one each (PostgreSQL allows ~100 by default).
         pool_max = envint("DATABASE_POOL_MAX", "20")
         if pool_max > 0:
-            options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": 30})
+            pool_wait = envint("DATABASE_POOL_TIMEOUT", str(wait))
+            options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": pool_wait})
             config["CONN_MAX_AGE"] = 0
         else:
             config["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", "60")
-            config["CONN_HEALTH_CHECKS"] = True
+        # A connection is checked before use: one that a PostgreSQL restart closed is replaced
+        # instead of failing the request or the run that took it.
+        config["CONN_HEALTH_CHECKS"] = True
         return config
     raise ImproperlyConfigured(
         f"DATABASE_URL={url!r}: unknown scheme {scheme!r} (use sqlite:/// or postgres://)."
@@ -127,12 +135,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
-    "ninja",  # serves the API docs' Swagger UI from our own static files, not a CDN
+    "axes",
+    "ninja",  # serves the API docs page's scripts from here (the CSP allows no other origin)
     "runs",
     "ingest",
 ]
 
 MIDDLEWARE = [
+    "agentops.middleware.chunked_body_refused",
+    "agentops.middleware.content_security_policy",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -143,6 +154,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "runs.roles.LoginRequiredPagesMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "agentops.urls"
@@ -170,6 +182,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Login throttling (django-axes): a username at one address is locked for a while after so many
+# wrong passwords in a row; every failure and lockout is logged. The address is the connection's
+# (REMOTE_ADDR), which a client cannot forge with a header.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("AGENTOPS_LOGIN_FAILURE_LIMIT", "5")
+AXES_COOLOFF_TIME = timedelta(minutes=envint("AGENTOPS_LOGIN_LOCKOUT_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_SENSITIVE_PARAMETERS: list = []  # the log names the username and address (never a password)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -216,6 +242,8 @@ if _cache_url.startswith(("redis://", "rediss://")):
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": _cache_url,
             "KEY_PREFIX": "agentops",
+            # A cache that is down answers at once or within a second: requests go on without it.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 else:
@@ -267,6 +295,10 @@ else:
     # Redis redelivers a task whose ack has not come back within the visibility timeout; it must
     # exceed the longest run (the hard time limit) or a healthy run would be started twice.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600 * 2}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        # A broker host that is gone fails a send within seconds (the run waits in the outbox)
+        # instead of holding the request for the operating system's TCP timeout.
+        CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = 2
 
 if "CELERY_RESULT_BACKEND" in os.environ:
     CELERY_RESULT_BACKEND = os.environ["CELERY_RESULT_BACKEND"] or None
@@ -298,6 +330,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # A running run's heartbeat is stamped every interval; one older than STALE means its worker died.
 AGENTOPS_HEARTBEAT_INTERVAL = float(envint("AGENTOPS_HEARTBEAT_INTERVAL_MS", "1000")) / 1000
 AGENTOPS_HEARTBEAT_STALE_SECONDS = envint("AGENTOPS_HEARTBEAT_STALE_SECONDS", "30")
+# A run silent this long is shown as such ("no heartbeat for 12 s") until the reaper ends it.
+AGENTOPS_HEARTBEAT_SILENT_SECONDS = max(5, int(AGENTOPS_HEARTBEAT_INTERVAL * 5))
 AGENTOPS_REAP_EVERY_SECONDS = envint("AGENTOPS_REAP_EVERY_SECONDS", "15")
 # Retention (README "Operator commands"): finished runs older than this many days are deleted
 # daily by beat (`manage.py prune`); 0, the default, keeps everything.
@@ -326,17 +360,9 @@ AGENTOPS_WEBHOOK_DISABLE_AFTER = envint("AGENTOPS_WEBHOOK_DISABLE_AFTER", "20")
 AGENTOPS_WEBHOOK_QUEUE = os.environ.get("AGENTOPS_WEBHOOK_QUEUE", "")  # "": AGENTOPS_QUEUE
 
 # Every periodic task, each with an `expires` so a backlog (beat up, workers down) cannot pile up.
+# Reaping lost runs and re-dispatching queued ones is not among them: beat does that in its own
+# process (runs.services.housekeeping), so it does not wait for a live worker.
 CELERY_BEAT_SCHEDULE = {
-    "reap-lost-runs": {
-        "task": "runs.reap",
-        "schedule": AGENTOPS_REAP_EVERY_SECONDS,
-        "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
-    },
-    "redispatch-queued-runs": {
-        "task": "runs.dispatch",
-        "schedule": AGENTOPS_REAP_EVERY_SECONDS,
-        "options": {"expires": AGENTOPS_REAP_EVERY_SECONDS},
-    },
     "send-due-webhooks": {
         "task": "runs.webhooks_sweep",
         "schedule": AGENTOPS_REAP_EVERY_SECONDS,

@@ -12,3 +12,5 @@ urlpatterns = [
     re_path(r"^api/", not_found_view),
     path("", include("runs.urls")),
 ]
+
+handler500 = "agentops.views.server_error"

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -93,9 +94,10 @@ def bare_client(database_url, batches, *signals) -> None:
             conn.execute(
                 "INSERT INTO runs_run (id, agent, status, input, caps, user_ref, session_ref, "
                 "tags, metadata, source, created_at, tool_calls, model_calls, input_tokens, "
-                "output_tokens, cost_usd, error_code, cap_hit, worker, attempt, replay_mode) "
+                "output_tokens, cost_usd, error_code, cap_hit, worker, attempt, replay_mode, "
+                "dispatches, approval_policy) "
                 "VALUES (%s, 'bench', 'running', '{}', '{}', '', '', '[]', '{}', 'external', "
-                "now(), 0, 0, 0, 0, 0, '', '', '', 0, '') ON CONFLICT DO NOTHING",
+                "now(), 0, 0, 0, 0, 0, '', '', '', 0, '', 0, '{}') ON CONFLICT DO NOTHING",
                 [run_id],
             )
         conn.commit()
@@ -192,7 +194,8 @@ def main() -> int:
         while not ready.acquire(timeout=1):
             if any(proc.exitcode for proc in procs):
                 raise SystemExit("a client process failed (its traceback is above)")
-    before = postgres_cpu()
+    database = urlsplit(args.database_url).path.lstrip("/")
+    before = postgres_cpu(database)
     started = time.perf_counter()
     start.set()
     outcomes = []
@@ -203,7 +206,7 @@ def main() -> int:
             if any(proc.exitcode for proc in procs):
                 raise SystemExit("a client process failed (its traceback is above)") from None
     wall = time.perf_counter() - started
-    database_cpu = postgres_cpu() - before
+    database_cpu = postgres_cpu(database) - before
     finish.set()
     for proc in procs:
         proc.join()

@@ -15,6 +15,7 @@ from runs.errors import Forbidden
 from runs.models import ApiKey, ApiScope
 from runs.roles import ADMIN, ENGINEER, SUPPORT, user_role
 from runs.services.keys import api_key_hash
+from runs.services.sql import quoted, update_by_pk
 
 ROLE_SCOPES = {
     SUPPORT: {ApiScope.RUNS_READ},
@@ -41,12 +42,18 @@ class ApiKeyAuth(HttpBearer):
     def authenticate(self, request, token):
         if not token or len(token) > 200:
             return None
-        key = ApiKey.objects.filter(key_hash=api_key_hash(token), revoked_at__isnull=True).first()
+        # On every request: one statement without the ORM's query compiler.
+        found = ApiKey.objects.raw(
+            f"SELECT * FROM {quoted(ApiKey)} WHERE {quoted(ApiKey, 'key_hash')} = %s "
+            f"AND {quoted(ApiKey, 'revoked_at')} IS NULL",
+            [api_key_hash(token)],
+        )
+        key = next(iter(found), None)
         if key is None:
             return None
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(id=key.id).update(last_used_at=now)
+            update_by_pk(ApiKey, key.id, {"last_used_at": now})
         return Principal(name=f"key:{key.name}", scopes=set(key.scopes), key=key)
 
 

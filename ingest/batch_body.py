@@ -1,8 +1,10 @@
 """Reading the body of POST /ingest: `{"runs": [...], "events": [...]}`, each item decoded on
 its own so its size as sent is known without encoding it again (the per-item limit), and a bad
-item can be rejected alone. Strict RFC 8259 JSON: NaN and Infinity are refused."""
+item can be rejected alone. Strict RFC 8259 JSON: NaN and Infinity are refused, and so are
+numbers too large for a float."""
 
 import json
+import math
 import re
 from json.decoder import scanstring
 
@@ -33,7 +35,16 @@ def not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=not_json)
+def finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent as a float; one too large for a float (1e400)
+    would become infinity, which is not JSON either (refused like NaN)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=not_json, parse_float=finite_float)
 
 
 def read_batch(body: bytes) -> dict[str, list[tuple[object, int]]]:

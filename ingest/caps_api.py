@@ -203,8 +203,9 @@ def caps_read(request):
 
 @router.get("/caps/changes", response={200: ChangePage, **ERRORS})
 def caps_changes(request, query: Query[ChangeQuery]):
-    """The audit trail, newest first: who changed which scope, when, from what to what."""
-    require_scope(request, "admin")
+    """The audit trail, newest first: who changed which scope, when, from what to what. A read:
+    `runs:read` is enough, as for the policy itself."""
+    require_scope(request, "runs:read")
     changes = cap_reads.cap_policy_changes(scope=query.scope, limit=query.limit)
     return {"items": changes}
 

@@ -130,7 +130,8 @@ class Client:
             parent = _current_step.get()
             if parent is not None and "parent_id" not in fields:
                 step["parent_id"] = parent
-            fields.setdefault("started_at", now())
+            # A step sent with its end only started then (never after it ended).
+            fields.setdefault("started_at", fields.get("ended_at") or now())
             step.update(fields)
             self._put("events", step)
             return step["id"]
@@ -361,10 +362,11 @@ class RunContext:
         return False  # the agent's own exception goes on
 
     def event(self, kind: str, **fields) -> str:
-        """Record a finished step of this run (see `Client.event`). Without times it starts and
-        ends now: one clock reading, so it never ends before it starts."""
-        fields.setdefault("ended_at", now())
-        fields.setdefault("started_at", fields["ended_at"])
+        """Record a finished step of this run (see `Client.event`): it starts and ends now
+        unless `started_at` / `ended_at` say otherwise."""
+        at = now()
+        fields.setdefault("started_at", at)
+        fields.setdefault("ended_at", at)
         return self.client.event(self.id, kind, **fields)
 
     def step(self, kind: str, **fields) -> "StepContext":

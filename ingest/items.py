@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runs.models import EventKind, EventStatus, RunStatus
 
@@ -58,6 +58,12 @@ class RunItem(BaseModel):
     def _times(cls, value):
         return _in_range(value)
 
+    @model_validator(mode="after")
+    def _finishes_after_start(self):
+        if self.started_at and self.finished_at and self.finished_at < self.started_at:
+            raise ValueError("finished_at is before started_at")
+        return self
+
     def to_row(self) -> dict:
         row = _fields_sent(self)
         row["id"] = self.id
@@ -92,6 +98,14 @@ class EventItem(BaseModel):
     @classmethod
     def _times(cls, value):
         return _in_range(value)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self):
+        if self.started_at and self.ended_at and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        if self.parent_id == self.id:
+            raise ValueError("parent_id is the step itself")
+        return self
 
     def to_row(self) -> dict:
         row = _fields_sent(self)

@@ -5,6 +5,7 @@ import json
 from datetime import UTC, datetime
 from typing import Literal
 
+from django.http import HttpResponse
 from django.urls import reverse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field, field_validator
@@ -24,6 +25,7 @@ from runs.services.runs import run_cancel as cancel_run
 from runs.services.runs import run_create
 
 from .auth import api_auth, require_scope
+from .idempotency import start_once
 from .schemas import (
     MAX_JSON_BYTES,
     ErrorOut,
@@ -50,24 +52,34 @@ def _json_size(value) -> int:
 
 
 @router.post("/runs", response={202: RunAccepted, 413: ErrorOut, **ERRORS})
-def run_start(request, body: RunCreateIn):
-    """Queue a run of a registered agent; answers at once with its id (202)."""
+def run_start(request, body: RunCreateIn, response: HttpResponse):
+    """Queue a run of a registered agent; answers at once with its id (202), also while the
+    broker is down (the run is sent once it is back). With an `Idempotency-Key` header, a retry
+    within 24 h answers with the first request's run (header `Idempotent-Replayed: true`)."""
     who = require_scope(request, "runs:write")
     for name in ("input", "metadata"):
         if _json_size(getattr(body, name)) > MAX_JSON_BYTES:
             raise TooLarge(f"{name} is larger than {MAX_JSON_BYTES} bytes")
-    run = run_create(
-        agent=body.agent,
-        input=body.input if body.input is not None else {},
-        caps=body.caps,
-        may_raise_caps=who.is_admin,
-        user_ref=body.user_ref,
-        session_ref=body.session_ref,
-        tags=body.tags,
-        metadata=body.metadata,
-        created_by=who.user,
-        api_key=who.key,
+
+    def create():
+        return run_create(
+            agent=body.agent,
+            input=body.input if body.input is not None else {},
+            caps=body.caps,
+            may_raise_caps=who.is_admin,
+            user_ref=body.user_ref,
+            session_ref=body.session_ref,
+            tags=body.tags,
+            metadata=body.metadata,
+            created_by=who.user,
+            api_key=who.key,
+        )
+
+    run, headers = start_once(
+        request, who, operation="run_start", body=body.model_dump(mode="json"), create=create
     )
+    for name, value in headers.items():
+        response[name] = value
     return Status(202, {"id": run.id, "status": run.status, "url": _run_url(run)})
 
 

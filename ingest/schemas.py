@@ -106,6 +106,12 @@ class RunOut(Schema):
     awaiting: AwaitingOut | None = Field(
         None, description="what a run awaiting approval holds (null otherwise)"
     )
+    heartbeat_at: datetime | None = None
+    no_heartbeat_seconds: int | None = Field(
+        None,
+        description="For a running run whose worker has gone quiet: seconds since its last "
+        "heartbeat (it ends `lost` after AGENTOPS_HEARTBEAT_STALE_SECONDS); else null.",
+    )
     url: str
 
 
@@ -123,6 +129,7 @@ class RunSummaryOut(Schema):
     created_at: datetime
     finished_at: datetime | None = None
     user_ref: str
+    no_heartbeat_seconds: int | None = None
     url: str
 
 

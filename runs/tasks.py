@@ -1,5 +1,6 @@
-"""Celery tasks: thin doors that take ids, re-fetch, and call one service. Every periodic one is
-scheduled in settings.CELERY_BEAT_SCHEDULE."""
+"""Celery tasks: thin doors that take ids, re-fetch, and call one service. Beat's housekeeping
+(reap, re-dispatch, expired idempotency keys) runs in the beat process itself
+(services.housekeeping); the webhook sweep and retention are in settings.CELERY_BEAT_SCHEDULE."""
 
 import logging
 import os
@@ -7,11 +8,12 @@ import socket
 from datetime import timedelta
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import beat_init, worker_ready
 from django.conf import settings
 
 from . import worker
 from .services import retention, runs, webhooks
+from .services.housekeeping import housekeeping_start
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +72,10 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     # beat: runs whose worker died are ended, runs whose message was lost are sent.
     sender.app.send_task("runs.reap", queue=sender.app.conf.task_default_queue)
     sender.app.send_task("runs.dispatch", queue=sender.app.conf.task_default_queue)
+
+
+@beat_init.connect
+def _on_beat_init(sender=None, **kwargs) -> None:
+    # Beat reaps and re-dispatches in its own process (not through a worker, which may be the
+    # one that died): see services.housekeeping.
+    housekeeping_start()

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from .agents import AgentSpec, get_agent
@@ -72,14 +72,30 @@ def spec_and_provider_for(run: Run, spec: AgentSpec, live_factory):
     return spec, factory
 
 
+def _claim(run_id, worker: str):
+    """(agent name, spec, claimed run or None). A connection error is retried once on a new
+    connection (a database restart closes the ones a worker holds); a second one is raised, and
+    the run, still queued, is sent again by the outbox (services.runs.runs_redispatch)."""
+    for attempt in (1, 2):
+        try:
+            agent_name = Run.objects.filter(id=run_id).values_list("agent", flat=True).first()
+            if agent_name is None:
+                return None, None, None
+            spec = get_agent(agent_name)
+            safe = bool(spec and spec.safe_to_retry)
+            return agent_name, spec, run_claim(run_id=run_id, worker=worker, safe_to_retry=safe)
+        except (OperationalError, InterfaceError) as exc:
+            if attempt == 2:
+                raise
+            log.warning("run %s: database connection failed before the claim, retrying: %s",
+                        run_id, exc)  # fmt: skip
+            connection.close()
+
+
 def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) -> None:
     """Claim and execute one run; a no-op when the run is gone, finished or held elsewhere.
     `clock` and `sleep` are the run's (tests move them)."""
-    agent_name = Run.objects.filter(id=run_id).values_list("agent", flat=True).first()
-    if agent_name is None:
-        return
-    spec = get_agent(agent_name)
-    run = run_claim(run_id=run_id, worker=worker, safe_to_retry=bool(spec and spec.safe_to_retry))
+    agent_name, spec, run = _claim(run_id, worker)
     if run is None:
         return
     if spec is None:

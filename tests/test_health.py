@@ -41,3 +41,18 @@ def test_unknown_api_path_is_a_json_404(client):
     response = client.get("/api/v1/no-such-thing")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_part_that_does_not_answer_in_time_counts_as_down(monkeypatch):
+    import threading
+
+    from agentops import health
+
+    hung = threading.Event()
+    monkeypatch.setattr(health, "database_status", lambda: hung.wait(30) or (True, "late"))
+    try:
+        found = health.statuses(timeout=0.2)
+    finally:
+        hung.set()
+    assert found["database"] == (False, "no answer within 0.2 s")
+    assert found["broker"][0] is True

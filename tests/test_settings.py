@@ -34,6 +34,18 @@ def test_postgres_url_is_parsed(tmp_path):
     assert db["OPTIONS"]["pool"]["max_size"] == 20
 
 
+def test_postgres_waits_at_most_two_seconds_and_checks_pooled_connections(tmp_path, monkeypatch):
+    db = database_from_url("postgres://u@db.example/agentops", tmp_path)
+    assert db["OPTIONS"]["connect_timeout"] == 2  # a connection attempt to a host that is gone
+    assert db["OPTIONS"]["pool"]["timeout"] == 2  # waiting for a pooled connection
+    assert db["CONN_HEALTH_CHECKS"] is True  # a connection a restart closed is replaced
+    monkeypatch.setenv("DATABASE_POOL_MAX", "0")
+    assert database_from_url("postgres://u@db.example/agentops", tmp_path)["CONN_HEALTH_CHECKS"]
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT", "5")
+    db = database_from_url("postgres://u@db.example/agentops?connect_timeout=1", tmp_path)
+    assert db["OPTIONS"]["connect_timeout"] == "1"  # the URL's own wins
+
+
 @pytest.mark.parametrize("url", ["mysql://x/y", "nonsense", "postgres://host/"])
 def test_bad_database_url_names_the_variable(url, tmp_path):
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):

@@ -137,6 +137,18 @@ class Run(models.Model):
     def is_finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def no_heartbeat_seconds(self) -> int | None:
+        """For a run executing here whose worker has gone quiet (no heartbeat for a few beats):
+        whole seconds since its last heartbeat; else None. Shown at once, before the reaper ends
+        the run `lost`."""
+        if self.status != RunStatus.RUNNING or self.source != RunSource.INTERNAL:
+            return None
+        if self.heartbeat_at is None:
+            return None
+        silent = (timezone.now() - self.heartbeat_at).total_seconds()
+        return int(silent) if silent >= settings.AGENTOPS_HEARTBEAT_SILENT_SECONDS else None
+
 
 class EventKind(models.TextChoices):
     MODEL_CALL = "model_call"
@@ -383,6 +395,28 @@ class SpendReservation(models.Model):
 
     def __str__(self):
         return f"{self.run_id}: {self.micros} micro-USD"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` (or a page form's one-time token) and the run it created, so
+    a retry of the same request returns that run instead of starting another. Kept 24 h; a
+    `pending` row is a request under way (abandoned after a minute)."""
+
+    owner = models.CharField(max_length=100)  # "key:<api key id>" or "user:<user id>"
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # sha256 of the operation and its body
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, default="pending")  # pending | done
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotency_owner_key"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.key} ({self.state})"
 
 
 # Tables of their own domains, defined beside this module.

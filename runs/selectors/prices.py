@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from ..engine.budget import Price
 from ..models import ModelPrice
+from ..services.sql import any_of, quoted
 
 # A snapshot date at the end of a model id: -YYYYMMDD or -YYYY-MM-DD.
 _DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
@@ -29,14 +30,17 @@ def prices_of(models) -> dict[str, list[tuple]]:
     prices of its own (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`) takes those of its
     undated name."""
     undated = {model: _DATE_SUFFIX.sub("", model) for model in set(models)}
-    rows = (
-        ModelPrice.objects.filter(model__in={*undated, *undated.values()})
-        .order_by("effective_from")
-        .values_list("model", "effective_from", "retired_at", "input_per_mtok", "output_per_mtok")
+    # Read on every ingest batch with tokens: one statement without the ORM's query compiler.
+    where, params = any_of(ModelPrice, "model", sorted({*undated, *undated.values()}))
+    rows = ModelPrice.objects.raw(
+        f"SELECT id, model, effective_from, retired_at, input_per_mtok, output_per_mtok "
+        f"FROM {quoted(ModelPrice)} WHERE {where} ORDER BY effective_from",
+        params,
     )
     found: dict[str, list[tuple]] = {}
-    for model, start, retired, per_input, per_output in rows:
-        found.setdefault(model, []).append((start, retired, (per_input, per_output)))
+    for row in rows:
+        entry = (row.effective_from, row.retired_at, (row.input_per_mtok, row.output_per_mtok))
+        found.setdefault(row.model, []).append(entry)
     return {
         model: found.get(model) or found[name]
         for model, name in undated.items()

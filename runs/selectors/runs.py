@@ -174,7 +174,7 @@ def run_usage_against_caps(run: Run) -> dict:
 LIST_COLUMNS = (
     "id", "agent", "status", "error_code", "cap_hit", "tool_calls", "model_calls", "cost_usd",
     "wall_ms", "created_at", "started_at", "finished_at", "user_ref", "session_ref", "tags",
-    "source", "replay_of",
+    "source", "replay_of", "heartbeat_at",
 )  # fmt: skip
 PREVIEW_CHARS = 120
 

@@ -211,22 +211,43 @@ def copy_upsert(rows: list[dict], *, update_fields: list[str]) -> None:
 
 
 _JSON, _STR, _ANY = range(3)
-_COPY_PLAN = [
-    (c, _JSON if c in _JSON_COLUMNS else _STR if c in _TEXT_COLUMNS else _ANY, _FIELD_OF_COLUMN[c])
-    for c in COLUMNS
-]
+_PER_ROW = object()  # a default computed for each row (a callable such as `timezone.now`)
+
+
+def _copy_default(kind: int, field):
+    """What COPY gets for a column a row leaves out: its default, encoded once (the plain
+    `dict`/`list` defaults of JSON columns included); `_PER_ROW` for other callables."""
+    if field.has_default() and callable(field.default) and field.default not in (dict, list):
+        return _PER_ROW
+    value = field.get_default()
+    if value is None:
+        return None
+    if kind == _JSON:
+        return json_text(value)
+    return text_safe(value) if kind == _STR else value
+
+
+_COPY_PLAN = []
+for _column in COLUMNS:
+    _field = _FIELD_OF_COLUMN[_column]
+    _kind = _JSON if _column in _JSON_COLUMNS else _STR if _column in _TEXT_COLUMNS else _ANY
+    _COPY_PLAN.append((_column, _kind, _field, _copy_default(_kind, _field)))
 
 
 def _copy_row(row: dict) -> list:
     values = []
-    for column, kind, field in _COPY_PLAN:
-        value = row[column] if column in row else field.get_default()
+    append = values.append
+    for column, kind, field, default in _COPY_PLAN:
+        if column not in row:
+            append(field.get_default() if default is _PER_ROW else default)
+            continue
+        value = row[column]
         if value is None:
-            values.append(None)
+            append(None)
         elif kind == _JSON:
-            values.append(json_text(value))
+            append(json_text(value))
         elif kind == _STR:
-            values.append(text_safe(value))
+            append(text_safe(value))
         else:
-            values.append(value)
+            append(value)
     return values

@@ -18,6 +18,7 @@ SQLite serializes writers anyway). That is what makes run creation, seq assignme
 counters safe when many clients send overlapping batches at once.
 """
 
+import json
 from collections.abc import Callable
 
 from django.db import connection, transaction
@@ -29,6 +30,7 @@ from ..engine.windows import scopes_of
 from ..models import TERMINAL_STATUSES, Event, EventKind, Run, RunSource, RunStatus
 from .events import json_safe, masked, text_safe
 from .ingest_steps import MAX_COST, UsageDelta, store_steps
+from .sql import any_of, quoted, update_by_pk
 from .windows import windows_add_spend
 
 RUN_FIELDS = (
@@ -76,12 +78,7 @@ def ingest_batch(
     with transaction.atomic():
         run_ids = {r["id"] for r in runs} | {e["run_id"] for e in events}
         _lock_runs(run_ids)
-        existing = Run.objects.filter(id__in=run_ids)
-        if not runs:  # only the counters and times change: leave the JSON columns unread
-            existing = existing.only(
-                "id", "source", "agent", "user_ref", "started_at", "finished_at", *STEP_COUNTERS
-            )
-        existing = {run.id: run for run in existing}
+        existing = {run.id: run for run in _runs_read(run_ids, whole=bool(runs))}
         firsts = _first_step_starts(events)
         accepted_runs, changed, unended = _upsert_runs(
             runs, existing, rejected, replace_run, api_key, firsts
@@ -110,29 +107,52 @@ def external_runs_fill_io(
 ) -> None:
     """Give each external run among `run_ids` that has no input (or no output) one from its
     steps: `input_of(first model call's input)`, `output_of(last model call's output)`, where
-    these return something (not None). Runs that have theirs are left alone."""
+    these return something (not None). Runs that have theirs are left alone. One statement reads
+    the runs with their first and last model call's content (an OTLP export makes this call)."""
+    if not run_ids:
+        return
+    calls = f"FROM {quoted(Event)} e WHERE e.run_id = r.id AND e.kind = %s"
+    where, params = any_of(Run, "id", run_ids)
+    sql = (
+        f"SELECT r.id, r.input, r.output, "
+        f"(SELECT e.input {calls} ORDER BY e.started_at, e.seq LIMIT 1), "
+        f"(SELECT e.output {calls} ORDER BY e.started_at DESC, e.seq DESC LIMIT 1) "
+        f"FROM {quoted(Run)} r WHERE r.{where} AND r.source = %s"
+    )
     with transaction.atomic():
-        runs = Run.objects.filter(id__in=run_ids, source=RunSource.EXTERNAL).only(
-            "id", "input", "output"
-        )
-        for run in runs:
-            need_input, need_output = run.input in ({}, None), run.output is None
-            if not (need_input or need_output):
-                continue
-            calls = Event.objects.filter(run_id=run.id, kind=EventKind.MODEL_CALL).order_by(
-                "started_at", "seq"
-            )
-            first = calls.only("input").first()
-            if first is None:
-                continue
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [EventKind.MODEL_CALL, EventKind.MODEL_CALL, *params, "external"])
+            found = cursor.fetchall()
+        for run_id, *texts in found:
+            run_input, run_output, first_input, last_output = map(_json_value, texts)
             values = {}
-            if need_input and (found := input_of(first.input)) is not None:
-                values["input"] = json_safe(masked(found))
-            last = calls.only("output").last()
-            if need_output and (found := output_of(last.output)) is not None:
-                values["output"] = json_safe(masked(found))
+            if run_input in ({}, None) and (value := input_of(first_input)) is not None:
+                values["input"] = json_safe(masked(value))
+            if run_output is None and (value := output_of(last_output)) is not None:
+                values["output"] = json_safe(masked(value))
             if values:
-                Run.objects.filter(id=run.id).update(**values)
+                update_by_pk(Run, run_id, values)
+
+
+def _json_value(text):
+    """A JSON column read by a plain statement: its text on PostgreSQL (as Django reads jsonb)
+    and SQLite alike; None for SQL NULL."""
+    return None if text is None else json.loads(text)
+
+
+# What a batch of steps alone reads of its runs: only the counters and times change.
+_STEP_ONLY_FIELDS = (
+    "id", "source", "agent", "user_ref", "started_at", "finished_at", *STEP_COUNTERS,
+)  # fmt: skip
+
+
+def _runs_read(run_ids, *, whole: bool) -> list[Run]:
+    """The stored runs among `run_ids`; without `whole`, only `_STEP_ONLY_FIELDS` (the JSON
+    columns left unread). One statement, without the ORM's query compiler."""
+    names = [f.name for f in Run._meta.concrete_fields] if whole else _STEP_ONLY_FIELDS
+    columns = ", ".join(quoted(Run, name) for name in names)
+    where, params = any_of(Run, "id", run_ids)
+    return list(Run.objects.raw(f"SELECT {columns} FROM {quoted(Run)} WHERE {where}", params))
 
 
 def _lock_runs(run_ids) -> None:
@@ -279,7 +299,7 @@ def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
     if run.id in changed:
         fields.update(RUN_FIELDS)
     run.wall_ms = _wall_ms(run)
-    Run.objects.filter(id=run.id).update(**{name: getattr(run, name) for name in fields})
+    update_by_pk(Run, run.id, {name: getattr(run, name) for name in fields})
 
 
 def _wall_ms(run: Run) -> int | None:

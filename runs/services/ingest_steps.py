@@ -55,6 +55,7 @@ def store_steps(
     `output` fill the step's when empty, or add the messages a stored list lacks; its other
     fields only serve to create a step not stored yet."""
     merged, indexes = _merge_by_id(items, known_runs, rejected)
+    _reject_cycles(merged, indexes, rejected)
     accepted = sum(len(positions) for positions in indexes.values())
     if not merged:
         return accepted, {}
@@ -87,6 +88,11 @@ def store_steps(
         if "status" not in item and item.get("ended_at") and old["status"] == "running":
             item["status"] = "ok"
         row = {**old, **item, "seq": old["seq"]}
+        if row.get("ended_at") and row.get("started_at") and row["ended_at"] < row["started_at"]:
+            for index in indexes[event_id]:
+                rejected.append(_reject(index, item, "ended_at is before started_at"))
+            accepted -= len(indexes[event_id])
+            continue
         if "cost_usd" not in item and ("input_tokens" in item or "output_tokens" in item):
             row["cost_usd"] = None  # priced again from the new token counts
         rows.append(row)
@@ -133,6 +139,52 @@ def _with_content(old: dict, item: dict) -> dict:
         elif isinstance(old[key], list) and isinstance(new, list):
             row[key] = old[key] + [m for m in new if masked(m) not in old[key]]
     return row
+
+
+# How far up a step's parents are followed looking for a cycle; deeper chains are not checked
+# further (stored steps form no cycle, so only a chain through this batch's steps can close one).
+MAX_PARENT_DEPTH = 100
+
+
+def _reject_cycles(merged: dict, indexes: dict, rejected: list) -> None:
+    """Reject (and drop from `merged`) each step whose `parent_id` leads back to itself,
+    following the parents this batch sets over the stored ones."""
+    stored_parent: dict = {}
+
+    def parent_of(step_id):
+        item = merged.get(step_id)
+        if item is not None and "parent_id" in item:
+            return item["parent_id"]
+        return stored_parent.get(step_id)
+
+    for _ in range(MAX_PARENT_DEPTH):  # load stored parents one level of the chains at a time
+        wanted = set()
+        for event_id in merged:
+            node, seen = parent_of(event_id), set()
+            while node is not None and node != event_id and node not in seen:
+                seen.add(node)
+                if node not in stored_parent and not (
+                    node in merged and "parent_id" in merged[node]
+                ):
+                    wanted.add(node)
+                    break
+                node = parent_of(node)
+        if not wanted:
+            break
+        found = dict(Event.objects.filter(id__in=wanted).values_list("id", "parent_id"))
+        stored_parent.update({node: found.get(node) for node in wanted})
+    cyclic = []
+    for event_id in merged:
+        node, seen = parent_of(event_id), set()
+        while node is not None and node not in seen and node != event_id:
+            seen.add(node)
+            node = parent_of(node)
+        if node == event_id:
+            cyclic.append(event_id)
+    for event_id in cyclic:
+        item = merged.pop(event_id)
+        for index in indexes.pop(event_id):
+            rejected.append(_reject(index, item, "parent_id makes a cycle of steps"))
 
 
 def _reject(index: int, item: dict, reason: str) -> dict:

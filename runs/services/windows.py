@@ -38,6 +38,7 @@ from ..engine.windows import (
 )
 from ..errors import AppError, Conflict, NotFound
 from ..models import CapPolicyChange, SpendReservation, SpendWindow, SpendWindowPeriod
+from .sql import any_of, quoted
 from .webhooks import notify_window, window_exhausted
 
 AUDIT_SCOPE = "spend windows"  # their changes, in the caps audit trail
@@ -177,7 +178,11 @@ def _account_rows(account_ids) -> list:
 
 
 def windows_covering(scopes: list[str]) -> list[SpendWindow]:
-    return list(SpendWindow.objects.filter(scope__in=scopes).order_by("id"))
+    """The windows of these scopes, oldest first (on every ingest batch that costs anything:
+    one statement without the ORM's query compiler)."""
+    where, params = any_of(SpendWindow, "scope", scopes)
+    sql = f"SELECT * FROM {quoted(SpendWindow)} WHERE {where} ORDER BY id"
+    return list(SpendWindow.objects.raw(sql, params))
 
 
 def windows_check_room(*, agent: str, user_ref: str = "", key_prefix: str = "", now=None):

@@ -6,11 +6,19 @@ from decimal import Decimal
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 from ..engine.caps import SECONDS, USD, cap_named
 from ..views.formatting import duration_text, usd_text
+from ..views.submission import FIELD, new_token
 
 register = template.Library()
+
+
+@register.simple_tag
+def submission_field():
+    """A hidden one-time token: a form that starts a run, submitted twice, starts it once."""
+    return format_html('<input type="hidden" name="{}" value="{}">', FIELD, new_token())
 
 
 @register.filter
@@ -88,3 +96,23 @@ def time_after(value, earlier) -> str:
     if earlier is not None and value.date() == earlier.date():
         return f"{value:%H:%M:%S}"
     return f"{value:%Y-%m-%d %H:%M:%S}"
+
+
+@register.filter
+def silence(seconds) -> str:
+    """A quiet worker's silence for a reader: "no heartbeat for 12 s", "… for 4 min"."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"no heartbeat for {int(seconds)} s"
+    return f"no heartbeat for {int(seconds) // 60} min"
+
+
+@register.filter
+def minutes_text(delta) -> str:
+    """A timedelta as whole minutes for a reader: "15 minutes", "1 minute"."""
+    try:
+        minutes = max(1, round(delta.total_seconds() / 60))
+    except AttributeError:
+        return ""
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

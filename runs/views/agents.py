@@ -16,6 +16,7 @@ from ..selectors import stats
 from ..selectors.caps import effective_caps_of
 from ..services.runs import run_create
 from .forms import StartRunForm
+from .submission import start_once
 
 STATS_DAYS = 7
 
@@ -78,8 +79,9 @@ def run_start(request):
     form = StartRunForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
-        try:
-            run = run_create(
+
+        def create():
+            return run_create(
                 agent=data["agent"],
                 input=data["input"],
                 caps=form.caps(),
@@ -89,6 +91,9 @@ def run_start(request):
                 tags=data["tags"],
                 created_by=request.user,
             )
+
+        try:
+            run = start_once(request, operation="page_start", create=create)
         except AppError as exc:
             form.add_cap_error((exc.details or {}).get("cap"), exc.message)
         else:

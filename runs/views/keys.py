@@ -35,12 +35,17 @@ def _keys():
     )
 
 
+def render_secret_once(request, template: str, context: dict, *, status: int = 200):
+    """A page that may show a secret (`context["secret"]`) this once: never kept by a cache."""
+    response = render(request, template, context, status=status)
+    if context.get("secret"):
+        response["Cache-Control"] = "no-store"
+    return response
+
+
 def _render(request, form, *, secret=None, key=None, status=200):
     context = {"form": form, "keys": _keys(), "secret": secret, "new_key": key}
-    response = render(request, "runs/keys.html", context, status=status)
-    if secret:
-        response["Cache-Control"] = "no-store"  # the one page that shows the secret
-    return response
+    return render_secret_once(request, "runs/keys.html", context, status=status)
 
 
 @role_required(ADMIN)

@@ -12,6 +12,7 @@ from ..roles import ADMIN, ENGINEER, SUPPORT, has_role, role_required
 from ..selectors import replay as playback
 from ..services.replay import run_replay
 from .run_page import get_run
+from .submission import start_once
 
 
 @require_POST
@@ -24,8 +25,9 @@ def run_reexecute(request, run_id):
         for cap in REPLAY_CAPS
         if request.POST.get(cap.name, "").strip()
     }
-    try:
-        run = run_replay(
+
+    def create():
+        return run_replay(
             original=original,
             mode=request.POST.get("mode", ""),
             caps=caps or None,
@@ -34,6 +36,9 @@ def run_reexecute(request, run_id):
             may_raise_caps=has_role(request.user, ADMIN),
             created_by=request.user,
         )
+
+    try:
+        run = start_once(request, operation=f"page_replay:{original.id}", create=create)
     except AppError as exc:
         messages.error(request, f"Not re-executed: {exc.message}")
         return redirect("runs:run", run_id=original.id)

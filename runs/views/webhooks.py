@@ -15,6 +15,7 @@ from ..errors import AppError
 from ..roles import ADMIN, role_required
 from ..selectors.webhooks import deliveries_page, webhook_get, webhooks_list
 from ..services.webhooks import webhook_create, webhook_delete, webhook_enable
+from .keys import render_secret_once
 
 
 class WebhookForm(forms.Form):
@@ -37,10 +38,7 @@ class WebhookForm(forms.Form):
 
 def _render(request, form, *, secret=None, created=None, status=200):
     context = {"form": form, "webhooks": webhooks_list(), "secret": secret, "created": created}
-    response = render(request, "runs/webhooks.html", context, status=status)
-    if secret:
-        response["Cache-Control"] = "no-store"  # the one page that shows a secret
-    return response
+    return render_secret_once(request, "runs/webhooks.html", context, status=status)
 
 
 @role_required(ADMIN)

@@ -8,7 +8,6 @@ from runs.models import Approval, CapPolicyChange, Run
 from runs.services import caps
 from runs.services.approvals import DbApprovals
 from runs.services.runs import run_create
-from tests.conftest import PASSWORD
 from tests.ingest.test_caps_api import assert_error, call, key
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
@@ -33,7 +32,7 @@ def approve(client, run, body, token=None):
 
 
 def login(client, make_user, role):
-    client.login(username=make_user(role).username, password=PASSWORD)
+    client.force_login(make_user(role))
 
 
 def test_an_engineer_extends_up_to_the_ceiling_and_the_run_caps_follow(client, make_user):

@@ -89,6 +89,7 @@ def test_database_down_is_answered_503_and_nothing_is_half_written(transactional
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
+    assert response["Retry-After"] == "2"
     assert health.status_code == 503 and health.json()["database"]["ok"] is False
     assert not Run.objects.filter(id=run_id).exists()
     # Back up: the same batch goes through.

@@ -10,7 +10,6 @@ from runs.models import CapPolicy, CapPolicyChange
 from runs.services import caps
 from runs.services.keys import api_key_create
 from runs.services.runs import run_create
-from tests.conftest import PASSWORD
 from tests.runs.run_rows import GLOBAL as FULL_GLOBAL
 from tests.runs.run_rows import finished_run, loop_steps
 
@@ -42,11 +41,12 @@ WRITES = [
     ("put", "/caps/demo-loop", {"max_tool_calls": 3}),
     ("delete", "/caps/demo-loop", None),
     ("post", "/caps/backtest", {"caps": {"max_tool_calls": 3}}),
-    ("get", "/caps/changes", None),
 ]
 
 
-@pytest.mark.parametrize("method, path, body", [("get", "/caps", None), *WRITES])
+@pytest.mark.parametrize(
+    "method, path, body", [("get", "/caps", None), ("get", "/caps/changes", None), *WRITES]
+)
 def test_no_key_is_401(client, method, path, body):
     assert_error(call(client, method, path, body), 401, "unauthenticated")
 
@@ -60,15 +60,16 @@ def test_writes_and_backtests_need_the_admin_scope(client, scopes, method, path,
     assert CapPolicy.objects.get(scope="demo-loop").values.get("max_tool_calls") == 5
 
 
-def test_reading_needs_runs_read(client):
-    assert call(client, "get", "/caps", token=key("runs:read")).status_code == 200
-    assert_error(call(client, "get", "/caps", token=key("ingest")), 403, "insufficient_scope")
+@pytest.mark.parametrize("path", ["/caps", "/caps/changes"])
+def test_reading_needs_runs_read(client, path):
+    assert call(client, "get", path, token=key("runs:read")).status_code == 200
+    assert_error(call(client, "get", path, token=key("ingest")), 403, "insufficient_scope")
 
 
 @pytest.mark.parametrize("role, status", [("support", 403), ("engineer", 403), ("admin", 200)])
 def test_a_page_session_gets_its_roles_scopes(client, make_user, role, status):
     user = make_user(role)
-    client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     assert call(client, "put", "/caps/demo-loop", {"max_tool_calls": 3}).status_code == status
     assert call(client, "get", "/caps").status_code == 200
 

@@ -7,7 +7,6 @@ import pytest
 from runs.engine.webhooks import RUN_FAILED
 from runs.models import Run, Webhook, WebhookDelivery
 from runs.services.webhooks import notify_run
-from tests.conftest import PASSWORD
 from tests.ingest.test_caps_api import assert_error, call, key
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_enqueue")]
@@ -52,7 +51,7 @@ def test_every_operation_needs_the_admin_scope(client, scopes, method, path, bod
 @pytest.mark.parametrize("role, status", [("engineer", 403), ("admin", 201)])
 def test_a_session_needs_the_admin_role(client, make_user, role, status):
     user = make_user(role)
-    client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     response = client.post("/api/v1/webhooks", data=BODY, content_type="application/json")
     assert response.status_code == status, response.content
     assert Webhook.objects.count() == (1 if status == 201 else 0)

@@ -17,7 +17,7 @@ from runs.services.runs import run_cancel, run_create, runs_reap
 from runs.tasks import execute_run
 from runs.worker import run_execute
 from tests.agents import WINDOW_MODEL
-from tests.conftest import PASSWORD, WorkerProcess
+from tests.conftest import WorkerProcess
 from tests.runs.engine.test_runner import ManualClock
 from tests.runs.run_rows import wait_for
 
@@ -42,7 +42,7 @@ def spender() -> Run:
 
 
 def answer(client, user, run, body):
-    client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return client.post(
         f"/api/v1/runs/{run.id}/approval", json.dumps(body), content_type="application/json"
     )

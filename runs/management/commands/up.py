@@ -1,7 +1,10 @@
 """`manage.py up`: migrate, create the demo users, then run web + worker + beat in the foreground.
 
-Each child runs in its own process group so a stop reaches its own children too (gunicorn's and
-Celery's pool processes). SIGINT or SIGTERM stops every child: politely first, then by force.
+Demo users are created only when absent and never changed (a password set since is kept), and
+with DEBUG=0 only when `--demo` asks for them. Each child runs in its own process group so a stop
+reaches its own children too (gunicorn's and Celery's pool processes). A worker or beat that
+exits is started again (after 1 s, doubling up to 30 s while it keeps exiting); the web server
+exiting stops everything. SIGINT or SIGTERM stops every child: politely first, then by force.
 """
 
 import os
@@ -11,6 +14,7 @@ import sys
 import time
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
@@ -20,6 +24,10 @@ from runs.roles import ROLES
 from runs.services.caps import cap_policy_set
 from runs.services.runs import run_create
 from runs.services.users import user_set_role
+
+RESTARTED = ("worker", "beat")  # children started again when they exit
+RESTART_DELAY_MAX = 30.0
+STEADY_SECONDS = 60  # a child that ran this long before exiting is restarted at once again
 
 # Demo logins: a password per role, printed at start. `--no-demo` creates none of them.
 DEMO_USERS = {role: f"{role}-demo" for role in ROLES}
@@ -52,18 +60,23 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--host", default=os.environ.get("AGENTOPS_HOST", "127.0.0.1"))
         parser.add_argument("--no-demo", action="store_true", help="create no demo users or runs")
+        parser.add_argument(
+            "--demo",
+            action="store_true",
+            help="create the demo users and runs even with DEBUG=0 (they are made when DEBUG=1)",
+        )
         parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
 
-    def handle(self, *args, port, host, no_demo, web_workers, **options):
+    def handle(self, *args, port, host, no_demo, demo, web_workers, **options):
         if not 0 < port < 65536:
             raise CommandError(f"--port {port} is not a TCP port")
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database is migrated.")
         if not settings.DEBUG:
             call_command("collectstatic", interactive=False, verbosity=0)
-        if not no_demo:
-            for role, password in DEMO_USERS.items():
-                user_set_role(username=role, role=role, password=password)
+        demo_logins = {}
+        if wants_demo(no_demo=no_demo, demo=demo, debug=settings.DEBUG):
+            demo_logins = demo_users_create()
             if not Run.objects.exists():
                 for scope, values in DEMO_CAPS.items():
                     if not CapPolicy.objects.filter(scope=scope).exists():
@@ -82,15 +95,20 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
-        self._print_banner(host, port, no_demo)
+        self._print_banner(host, port, demo_logins)
         exit_code = 0
+        commands = self._commands(host, port, web_workers)
+        restarts = {
+            name: {"delay": 1.0, "at": None, "started": time.monotonic()} for name in children
+        }
         try:
             while stopping["signal"] is None:
-                dead = [name for name, proc in children.items() if proc.poll() is not None]
-                if dead:
-                    self.stderr.write(f"{', '.join(dead)} stopped unexpectedly; stopping all.")
+                if children["web"].poll() is not None:
+                    self.stderr.write("web stopped unexpectedly; stopping all.")
                     exit_code = 1
                     break
+                for name in RESTARTED:
+                    self._supervise(name, children, commands, restarts[name])
                 time.sleep(0.3)
         finally:
             self._stop_children(children)
@@ -98,9 +116,43 @@ class Command(BaseCommand):
         if exit_code:
             sys.exit(exit_code)
 
+    def _supervise(self, name: str, children: dict, commands: dict, state: dict) -> None:
+        """Start `name` again once its delay has passed since it exited."""
+        proc, now = children[name], time.monotonic()
+        if proc.poll() is None:
+            return
+        if state["at"] is None:
+            if now - state["started"] >= STEADY_SECONDS:
+                state["delay"] = 1.0
+            state["at"] = now + state["delay"]
+            self.stderr.write(
+                f"{name} exited with code {proc.returncode}; starting it again in "
+                f"{state['delay']:g} s."
+            )
+            self.stderr.flush()
+            return
+        if now < state["at"]:
+            return
+        _signal_group(proc, signal.SIGKILL)  # what it leaves behind (a prefork pool's children)
+        try:
+            children[name] = subprocess.Popen(commands[name], start_new_session=True)
+        except OSError as exc:
+            self.stderr.write(f"could not start {name} again: {exc}")
+        state.update(at=None, started=now, delay=min(state["delay"] * 2, RESTART_DELAY_MAX))
+
     def _start_children(self, host: str, port: int, web_workers: int) -> dict:
+        children = {}
+        try:
+            for name, command in self._commands(host, port, web_workers).items():
+                children[name] = subprocess.Popen(command, start_new_session=True)
+        except OSError as exc:
+            self._stop_children(children)
+            raise CommandError(f"could not start {name}: {exc}") from exc
+        return children
+
+    def _commands(self, host: str, port: int, web_workers: int) -> dict:
         python = sys.executable
-        commands = {
+        return {
             "web": [
                 python,
                 "-m",
@@ -149,14 +201,6 @@ class Command(BaseCommand):
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
         }
-        children = {}
-        try:
-            for name, command in commands.items():
-                children[name] = subprocess.Popen(command, start_new_session=True)
-        except OSError as exc:
-            self._stop_children(children)
-            raise CommandError(f"could not start {name}: {exc}") from exc
-        return children
 
     def _stop_children(self, children: dict) -> None:
         for proc in children.values():
@@ -176,16 +220,40 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 pass
 
-    def _print_banner(self, host: str, port: int, no_demo: bool) -> None:
+    def _print_banner(self, host: str, port: int, demo_logins: dict) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         lines = ["", f"agentops is up: http://{shown}:{port}/"]
-        if not no_demo:
+        if demo_logins:
             lines.append("Log in as:")
-            for role, password in DEMO_USERS.items():
+            for role, password in demo_logins.items():
                 lines.append(f"  {role:<9} password {password:<14} ({ROLE_BLURBS[role]})")
         lines.append("Stop with Ctrl-C.")
         self.stdout.write("\n".join(lines) + "\n")
         self.stdout.flush()
+
+
+def wants_demo(*, no_demo: bool, demo: bool, debug: bool) -> bool:
+    """Demo users and runs: asked for with --demo, else on a development setup (DEBUG=1) unless
+    --no-demo. A production setup (DEBUG=0) never gets well-known logins by accident."""
+    if no_demo:
+        return False
+    return demo or debug
+
+
+def demo_users_create() -> dict[str, str]:
+    """Create each demo user that does not exist; never change one that does (its password may
+    have been set since). Returns {username: password} of the demo logins that work: those whose
+    password is still the demo one."""
+    User = get_user_model()
+    logins = {}
+    for role, password in DEMO_USERS.items():
+        user = User.objects.filter(username=role).first()
+        if user is None:
+            user_set_role(username=role, role=role, password=password)
+            logins[role] = password
+        elif user.check_password(password):
+            logins[role] = password
+    return logins
 
 
 def _signal_group(proc: subprocess.Popen, signum: int) -> None:

@@ -14,7 +14,6 @@ from runs.models import CapPolicy, CapPolicyChange, Event, ModelPrice, Run
 from runs.selectors.caps import cap_policy_last_change_id
 from runs.selectors.prices import price_for
 from runs.services import caps, prices
-from tests.conftest import PASSWORD
 from tests.runs.run_rows import finished_run, loop_steps
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +30,7 @@ GLOBAL_FORM = {
 
 def login(client, make_user, role="admin"):
     user = make_user(role)
-    assert client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return user
 
 

@@ -69,9 +69,9 @@ def test_budget_bars_show_each_cap_and_highlight_the_one_that_stopped_the_run(en
     assert set(by_cap) == {"max_tool_calls", "max_cost_usd", "max_wall_seconds"}
     hit, body = by_cap["max_tool_calls"]
     assert hit == " hit" and "20 of 20" in body and "stopped the run" in body
-    assert 'style="width: 100%"' in body
+    assert '<rect width="100" height="1"/>' in body
     assert by_cap["max_cost_usd"][0] == "" and "$0.1250 of $0.5000" in by_cap["max_cost_usd"][1]
-    assert 'style="width: 25%"' in by_cap["max_cost_usd"][1]
+    assert '<rect width="25" height="1"/>' in by_cap["max_cost_usd"][1]
     assert "3 s of 300 s" in by_cap["max_wall_seconds"][1]
     assert "Stopped by the <strong>max_tool_calls</strong> cap: 20 used of a limit of 20" in html
 
@@ -87,7 +87,7 @@ def test_timeline_rows_show_kind_status_duration_tokens_and_cost(engineer):
     row1 = html[html.index('id="step-1"') : html.index('id="step-2"')]
     assert 'data-status="timeout"' in row1 and "status-timeout" in row1
     # Bars sit on the run's time axis: step 0 starts at the run's start.
-    assert 'class="wf-bar status-ok" style="margin-left: 0.00%' in row0
+    assert '<rect x="0.00" width=' in row0 and 'class="wf-bar status-ok"' in row0
 
 
 def test_nested_steps_are_indented_by_depth(engineer):
@@ -96,7 +96,7 @@ def test_nested_steps_are_indented_by_depth(engineer):
     Event.objects.filter(id=rows[1]["id"]).update(parent_id=rows[0]["id"])
     Event.objects.filter(id=rows[2]["id"]).update(parent_id=rows[1]["id"])
     html = engineer.get(f"/runs/{run.id}/").content.decode()
-    depths = re.findall(r'class="step-name" style="padding-left: (\d+)rem"', html)
+    depths = re.findall(r'class="step-name depth-(\d+)"', html)
     assert depths == ["0", "1", "2"]
 
 

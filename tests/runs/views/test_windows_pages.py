@@ -7,7 +7,6 @@ import pytest
 
 from runs.models import SpendWindow
 from runs.services.windows import window_create, windows_add_spend
-from tests.conftest import PASSWORD
 from tests.runs.run_rows import finished_run, make_run
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 def login(client, make_user, role):
     user = make_user(role)
-    assert client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return client
 
 
