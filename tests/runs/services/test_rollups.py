@@ -125,8 +125,12 @@ def test_a_run_finishing_late_a_late_arrival_and_a_prune_stay_exact(spread):
     assert_exact(now)
     before = hour_floor(now - timedelta(days=5))
     summed = RunHour.objects.filter(hour__lt=before).aggregate(n=Sum("runs"))["n"]
-    assert summed == Run.objects.filter(
-        created_at__lt=before, created_at__gte=before - timedelta(days=ROLLUP_DAYS - 5)).count()
+    assert (
+        summed
+        == Run.objects.filter(
+            created_at__lt=before, created_at__gte=before - timedelta(days=ROLLUP_DAYS - 5)
+        ).count()
+    )
 
 
 def test_reads_use_the_sums_of_summed_unchanged_hours(spread):
