@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from ..models import Event, Run, RunHour, RunHourChange, RunHourDone, RunStatus
@@ -55,9 +56,10 @@ def window_bounds(window: Window, now: datetime | None = None) -> list[tuple[dat
 
 
 def run_sums(since: datetime, until: datetime | None, by: str) -> dict:
-    """Runs created in [since, until) (until None: no end), summed by "hour" (UTC) or "agent":
-    {key: {runs, succeeded, failures, cap_hits, spend, wall_ms_sum, wall_ms_count,
-    last_created_at}}. Whole summed, unchanged hours from the hourly rows; the rest live."""
+    """Runs created in [since, until) (until None: no end), summed by "hour" or "day" (UTC) or
+    "agent": {key: {runs, succeeded, failures, cap_hits, spend, wall_ms_sum, wall_ms_count,
+    last_created_at (by agent only)}}. Whole summed, unchanged hours from the hourly rows; the
+    rest live."""
     candidates = RunHourDone.objects.filter(hour__gte=since)
     if until is not None:
         candidates = candidates.filter(hour__lte=until - HOUR)
@@ -71,8 +73,12 @@ def run_sums(since: datetime, until: datetime | None, by: str) -> dict:
         rows = RunHour.objects.filter(hour__gte=min(done), hour__lte=max(done))
         rows = rows.exclude(within([(h, h + HOUR) for h in _gaps_of(done)], "hour"))
         summed = {name: Sum(name) for name in SUMMED}
-        _add(out, rows.values(by).order_by().annotate(**summed, last_created_at=Max(
-            "last_created_at")), by)  # fmt: skip
+        if by == "agent":
+            summed["last_created_at"] = Max("last_created_at")
+        else:
+            rows = rows.annotate(bucket=Trunc("hour", by, tzinfo=UTC))
+        key = "agent" if by == "agent" else "bucket"
+        _add(out, rows.values(key).order_by().annotate(**summed), key)
     live, start = [], since
     for hour in sorted(done):
         if hour > start:
@@ -81,7 +87,12 @@ def run_sums(since: datetime, until: datetime | None, by: str) -> dict:
     if until is None or start < until:
         live.append((start, until))
     if live:
-        _add(out, sums_of(Run.objects.filter(within(live, "created_at")), (by,)), by)
+        runs = Run.objects.filter(within(live, "created_at"))
+        if by == "agent":
+            _add(out, sums_of(runs, ("agent",)), "agent")
+        else:
+            runs = runs.annotate(bucket=Trunc("created_at", by, tzinfo=UTC))
+            _add(out, sums_of(runs, ("bucket",), last=False), "bucket")
     return out
 
 
@@ -97,11 +108,11 @@ def _gaps_of(done: set) -> list:
 
 def _add(out: dict, rows, by: str) -> None:
     for row in rows:
-        key = row[by].astimezone(UTC) if by == "hour" else row[by]
+        key = row[by].astimezone(UTC) if by == "bucket" else row[by]
         into = out.setdefault(key, dict.fromkeys(SUMMED, 0) | {"last_created_at": None})
         for name in SUMMED:
             into[name] += row[name] or 0
-        latest = row["last_created_at"]
+        latest = row.get("last_created_at")
         if latest is not None and (into["last_created_at"] is None or latest > into[
                 "last_created_at"]):  # fmt: skip
             into["last_created_at"] = latest
@@ -110,12 +121,7 @@ def _add(out: dict, rows, by: str) -> None:
 def runs_over_time(window: Window, now: datetime | None = None) -> list[dict]:
     """Per bucket of `window`: start, end, runs, failures (failed or lost), cap_hits, spend."""
     bounds = window_bounds(window, now)
-    by_start: dict = {}
-    for hour, row in run_sums(bounds[0][0], bounds[-1][1], "hour").items():
-        start = hour if window.unit == "hour" else hour.replace(hour=0)
-        into = by_start.setdefault(start, dict.fromkeys(SUMMED, 0))
-        for name in SUMMED:
-            into[name] += row[name]
+    by_start = run_sums(bounds[0][0], bounds[-1][1], window.unit)
     out = []
     for start, end in bounds:
         row = by_start.get(start, {})

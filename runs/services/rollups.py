@@ -33,12 +33,13 @@ def hour_floor(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def sums_of(runs, by: tuple[str, ...]):
-    """`runs` (a Run queryset) summed by `by` ("hour", the UTC hour created, and/or "agent"):
-    values() rows with runs, succeeded, failures, cap_hits, spend, wall_ms_sum, wall_ms_count,
-    last_created_at."""
+def sums_of(runs, by: tuple[str, ...], *, last: bool = True):
+    """`runs` (a Run queryset) summed by `by` (fields or annotations; "hour" is the UTC hour
+    created): values() rows with runs, succeeded, failures, cap_hits, spend, wall_ms_sum,
+    wall_ms_count and (with `last`) last_created_at."""
     if "hour" in by:
         runs = runs.annotate(hour=Trunc("created_at", "hour", tzinfo=UTC))
+    newest = {"last_created_at": Max("created_at")} if last else {}
     return (
         runs.values(*by)
         .order_by()
@@ -50,7 +51,7 @@ def sums_of(runs, by: tuple[str, ...]):
             spend=Sum("cost_usd"),
             wall_ms_sum=Sum("wall_ms"),
             wall_ms_count=Count("wall_ms"),
-            last_created_at=Max("created_at"),
+            **newest,
         )
     )
 
