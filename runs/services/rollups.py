@@ -26,6 +26,8 @@ from ..models import Run, RunHour, RunHourDone, RunStatus
 
 ROLLUP_DAYS = 35  # the longest window read is 30 days (31 calendar days) back
 HOUR = timedelta(hours=1)
+# rollups_refresh's advisory lock is (REFRESH_LOCK, 1): the two-key space, apart from ingest's
+REFRESH_LOCK = 0x52554E48
 FAILURE_STATUSES = (RunStatus.FAILED, RunStatus.LOST)
 
 
@@ -81,6 +83,9 @@ def rollups_refresh(*, now: datetime | None = None) -> int:
     current = hour_floor(now or timezone.now())
     horizon = current - timedelta(days=ROLLUP_DAYS)
     with transaction.atomic():
+        if connection.vendor == "postgresql":  # one refresh at a time (SQLite: one writer)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, 1)", [REFRESH_LOCK])
         changed = _take_changes()
         done = set(RunHourDone.objects.filter(hour__gte=horizon).values_list("hour", flat=True))
         hours = {h for h in changed if horizon <= h < current}

@@ -164,3 +164,12 @@ def test_hours_past_the_horizon_are_forgotten(spread):
     assert not RunHour.objects.filter(hour__lt=horizon).exists()
     assert RunHourDone.objects.filter(hour=horizon).exists()
     assert_exact(now)
+
+
+def test_beat_refreshes_the_sums_every_minute(spread, settings):
+    from runs.tasks import refresh_rollups
+
+    entry = settings.CELERY_BEAT_SCHEDULE["sum-run-hours"]
+    assert (entry["task"], entry["schedule"]) == ("runs.rollups", 60)
+    assert refresh_rollups() == ROLLUP_DAYS * 24
+    assert_exact(spread[0])
