@@ -38,7 +38,7 @@ class RunHourDone(models.Model):
 
 class RunHourChange(models.Model):
     """An hour whose runs changed since its rows were summed: written by database triggers on
-    runs (migration 0012) on every insert and delete, and on updates of the summed columns."""
+    runs (migration 0013) on every insert and delete, and on updates of the summed columns."""
 
     id = models.BigAutoField(primary_key=True)
     hour = models.DateTimeField(db_index=True)

@@ -14,7 +14,7 @@ the estimate is small (`matches_are_few`) the list is sorted by an expression no
 which leaves the planner one sensible plan: the GIN index first, then sort the few matches.
 
 A "quoted phrase" is found another way on PostgreSQL: every run has a stored document (column
-`search_doc`, kept by a trigger, migration 0011) with the same words and positions plus one
+`search_doc`, kept by a trigger, migration 0012) with the same words and positions plus one
 lexeme per pair of adjacent words. The phrase's pairs go to its GIN index, which then yields only
 the runs that contain each pair, and the stored words check the exact phrase (no document is
 computed at query time). The pairs are read off the query PostgreSQL itself parsed (`'a' <-> 'b'`
@@ -40,7 +40,7 @@ CONFIG = "simple"
 _VALUES = '\'["string", "numeric"]\'::jsonb'
 INDEX_NAME = "run_search_doc"
 PHRASE_INDEX_NAME = "run_search_phrases"
-UNPAIRED = " unpaired"  # the marker of migration 0011; no word or pair has a leading space
+UNPAIRED = " unpaired"  # the marker of migration 0012; no word or pair has a leading space
 # Up to this many estimated matches, the GIN index goes first (see the module doc). Walking the
 # created_at index instead expects to test about limit × runs / matches rows: at this bound on a
 # million runs, ~2,000.
@@ -88,7 +88,7 @@ def text_matches(text: str):
 _TERMS = re.compile(r'"([^"]+)"|(\S+)')
 # A tsquery as PostgreSQL prints it: quoted lexemes ('' is a quote) and operators.
 _QUERY_TOKENS = re.compile(r"'((?:[^']|'')*)'(:\*?[A-D]*)?|<->|<\d+>|[&|!()]")
-MAX_PAIR_BYTES = 2046  # as migration 0011 stores them: a tsvector lexeme is < 2 KB
+MAX_PAIR_BYTES = 2046  # as migration 0012 stores them: a tsvector lexeme is < 2 KB
 
 
 def phrase_pairs(text: str) -> list[str]:

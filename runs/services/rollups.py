@@ -2,7 +2,7 @@
 a million runs is read as about 720 × agents small rows instead of a million.
 
 An hour is summed once it is over (the current hour is always counted live) and within
-ROLLUP_DAYS. Triggers on runs (migration 0012) note the hour of every run inserted or deleted and
+ROLLUP_DAYS. Triggers on runs (migration 0013) note the hour of every run inserted or deleted and
 of every change to a summed column (agent, status, cap hit, cost, wall time, created_at), so a run
 that finishes late, a cost that grows, a run sent with an old created_at, or a prune (it deletes
 runs) marks its hour changed. The readers (runs.selectors.stats) count a changed hour live until

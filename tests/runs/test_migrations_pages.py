@@ -1,5 +1,5 @@
 """The search document and the hourly sums arrive on an existing database: runs written before
-migration 0011 are found by a quoted phrase after it, and runs from before 0012 are summed."""
+migration 0012 are found by a quoted phrase after it, and runs from before 0013 are summed."""
 
 from datetime import timedelta
 
@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from tests.runs.test_migrations import migrate
 
-BEFORE = [("runs", "0010_webhooks")]
+BEFORE = [("runs", "0011_idempotency_keys")]
 
 
 @pytest.mark.django_db(transaction=True)

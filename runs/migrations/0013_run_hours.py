@@ -76,7 +76,7 @@ def drop_triggers(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("runs", "0011_search_phrases"),
+        ("runs", "0012_search_phrases"),
     ]
 
     operations = [

@@ -106,6 +106,6 @@ def drop(apps, schema_editor):
 class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY, and a backfill in many short transactions
 
-    dependencies = [("runs", "0010_webhooks")]
+    dependencies = [("runs", "0011_idempotency_keys")]
 
     operations = [migrations.RunPython(create, drop, elidable=False)]
