@@ -36,7 +36,8 @@ bench: $(VENV)/.dev-deps
 	$(PY) bench/bench_masking.py
 	$(PY) bench/bench_prune.py
 
-# The pages benchmark needs a big database first (about 90 s for a million runs).
+# The pages benchmark needs a big database first (a few minutes for a million runs: each run's
+# search document is computed by the database as it is loaded).
 bench-pages: $(VENV)/.dev-deps
 	-createdb -h 127.0.0.1 -U postgres agentops_bench
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/agentops_bench $(PY) manage.py migrate

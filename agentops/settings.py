@@ -359,10 +359,19 @@ AGENTOPS_WEBHOOK_GIVE_UP_SECONDS = envint("AGENTOPS_WEBHOOK_GIVE_UP_SECONDS", st
 AGENTOPS_WEBHOOK_DISABLE_AFTER = envint("AGENTOPS_WEBHOOK_DISABLE_AFTER", "20")
 AGENTOPS_WEBHOOK_QUEUE = os.environ.get("AGENTOPS_WEBHOOK_QUEUE", "")  # "": AGENTOPS_QUEUE
 
+# How often beat sums the runs of past hours for the overview and agents page (runs.services.
+# rollups); hours not summed yet are counted from the runs themselves: speed, not correctness.
+AGENTOPS_ROLLUP_EVERY_SECONDS = envint("AGENTOPS_ROLLUP_EVERY_SECONDS", "60")
+
 # Every periodic task, each with an `expires` so a backlog (beat up, workers down) cannot pile up.
 # Reaping lost runs and re-dispatching queued ones is not among them: beat does that in its own
 # process (runs.services.housekeeping), so it does not wait for a live worker.
 CELERY_BEAT_SCHEDULE = {
+    "sum-run-hours": {
+        "task": "runs.rollups",
+        "schedule": AGENTOPS_ROLLUP_EVERY_SECONDS,
+        "options": {"expires": AGENTOPS_ROLLUP_EVERY_SECONDS},
+    },
     "send-due-webhooks": {
         "task": "runs.webhooks_sweep",
         "schedule": AGENTOPS_REAP_EVERY_SECONDS,

@@ -13,7 +13,13 @@ times requests over HTTP on localhost with a kept-alive connection, one at a tim
   8-character prefix, and the run page itself, for random runs;
 - the first view of the long run's page (10,000 steps: its header, budget and first page of steps);
 - the runs list filtered several ways (status + agent, cap hit in a time window, a tag, a user
-  ref, full-text words, sorted by cost, and a deep page).
+  ref, full-text words, a quoted phrase newest first and by cost, sorted by cost, and a deep page);
+- the overview for 24 h, 7 d and 30 d, and the agents page, after one refresh of the hourly sums
+  (as beat does every minute; its time is printed too).
+
+Then, in this process and so without HTTP, the same reads the old way beside the new one in the
+same run (a busy machine slows both alike): a phrase through the expression index against the
+stored pairs, and the overview and agents numbers as one query over the runs against the sums.
 
 Prints p50/p99/max in milliseconds. Times are measured by the client, so they include the
 (loopback) network and are an upper bound on server time.
@@ -159,6 +165,88 @@ def report(label: str, times: list[float], target: float | None = None) -> dict:
     return {"label": label, "n": len(times), "p50": p50, "p99": p99, "max": times[-1]}
 
 
+PHRASE = '"damaged charger"'
+
+
+def pages(client: "Client", repeat: int) -> None:
+    """The overview's three windows and the agents page, after one refresh of the sums."""
+    from runs.services.rollups import rollups_refresh
+
+    started = time.perf_counter()
+    hours = rollups_refresh()
+    print(f"\nhourly sums refreshed: {hours} hours in {(time.perf_counter() - started):.1f} s")
+    for window in ("24h", "7d", "30d"):
+        client.get(f"/?window={window}")
+        report(f"overview, {window}", [client.get(f"/?window={window}") for _ in range(repeat)],
+               target=100)  # fmt: skip
+    report("agents page", [client.get("/agents/") for _ in range(repeat)], target=100)
+
+
+def timed(call, repeat: int) -> list[float]:
+    call()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def compare(repeat: int) -> None:
+    """Old and new reads side by side in this process (server time, no HTTP)."""
+    import contextlib
+    from datetime import UTC, timedelta
+    from unittest import mock
+
+    from django.db.models import Avg, Count, Max, Q, Sum
+    from django.db.models.functions import Trunc
+    from django.utils import timezone
+
+    from runs.models import Run
+    from runs.selectors import stats
+    from runs.selectors.runs import RunFilters, runs_page
+
+    def phrase(sort: str, old: bool):
+        old_way = mock.patch("runs.selectors.search.phrase_pairs", return_value=[])
+        with old_way if old else contextlib.nullcontext():
+            runs_page(filters=RunFilters(text=PHRASE), sort=sort)
+
+    counts = {
+        "runs": Count("id"),
+        "failures": Count("id", filter=Q(status__in=("failed", "lost"))),
+        "cap_hits": Count("id", filter=~Q(cap_hit="")),
+        "spend": Sum("cost_usd"),
+    }
+
+    def old_over_time(window):
+        start = stats.window_bounds(window)[0][0]
+        bucket = Trunc("created_at", window.unit, tzinfo=UTC)
+        runs = Run.objects.filter(created_at__gte=start).annotate(bucket=bucket)
+        list(runs.values("bucket").annotate(**counts))
+
+    def old_agents():
+        runs = Run.objects.filter(created_at__gte=timezone.now() - timedelta(days=7))
+        succeeded = Count("id", filter=Q(status="succeeded"))
+        list(runs.values("agent").annotate(**counts, succeeded=succeeded, avg_ms=Avg("wall_ms"),
+                                           last=Max("created_at")))  # fmt: skip
+
+    print(f"\n{'the same read, old way and new, in this process':<58} times in ms")
+    for sort in ("newest", "cost"):
+        report(f"phrase, {sort}: expression index (old)", timed(lambda s=sort: phrase(s, True),
+               repeat))  # fmt: skip
+        report(f"phrase, {sort}: stored pairs (new)", timed(lambda s=sort: phrase(s, False),
+               repeat))  # fmt: skip
+    for key, window in stats.WINDOWS.items():
+        report(f"overview {key}: one query over the runs (old)",
+               timed(lambda w=window: old_over_time(w), repeat))  # fmt: skip
+        report(f"overview {key}: hourly sums + live hours (new)",
+               timed(lambda w=window: stats.runs_over_time(w), repeat))  # fmt: skip
+    since = lambda: timezone.now() - timedelta(days=7)  # noqa: E731
+    report("agents 7d: one query over the runs (old)", timed(old_agents, repeat))
+    report("agents 7d: hourly sums + live hours (new)",
+           timed(lambda: stats.agent_run_stats(since=since()), repeat))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Time the pages over HTTP on a big database.")
     parser.add_argument("--requests", type=int, default=500, help="lookups to time")
@@ -178,6 +266,7 @@ def main() -> None:
     print(
         f"database: ~{data['total']:,} runs; long run {data['big'].id} with {data['steps']:,} steps"
     )
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     port = free_port()
     server = start_gunicorn(env, port, args.web_workers)
@@ -225,6 +314,9 @@ def main() -> None:
             ("full text, rare: an order id 'A-4242'", {"q": "A-4242"}),
             ("full text: 'damaged charger' + status=succeeded",
              {"q": "damaged charger", "status": "succeeded"}),
+            ("quoted phrase '\"damaged charger\"', newest 50", {"q": PHRASE}),
+            ("quoted phrase '\"damaged charger\"', most expensive first",
+             {"q": PHRASE, "sort": "cost"}),
             ("error_code=worker_lost, 24h", {"error_code": "worker_lost", "period": "24h"}),
             ("sorted by cost, most expensive first", {"sort": "cost"}),
             ("cost between $0.01 and $0.02 & agent=demo-support",
@@ -253,7 +345,10 @@ def main() -> None:
             )
         report("list: status=succeeded, page 21 (cursor)",
                [client.get(path) for _ in range(args.repeat)], target=150)  # fmt: skip
+        pages(client, args.repeat)
+        compare(args.repeat)
     finally:
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         os.killpg(server.pid, 15)
         server.wait(timeout=15)
 

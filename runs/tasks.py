@@ -12,7 +12,7 @@ from celery.signals import beat_init, worker_ready
 from django.conf import settings
 
 from . import worker
-from .services import retention, runs, webhooks
+from .services import retention, rollups, runs, webhooks
 from .services.housekeeping import housekeeping_start
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,12 @@ def execute_run(run_id: str) -> None:
 def reap_lost_runs() -> int:
     """End runs whose heartbeat stopped (their worker died)."""
     return runs.runs_reap()
+
+
+@shared_task(name="runs.rollups", ignore_result=True)
+def refresh_rollups() -> int:
+    """Sum the hours of runs that are over or changed (services.rollups)."""
+    return rollups.rollups_refresh()
 
 
 @shared_task(name="runs.dispatch", ignore_result=True)

@@ -421,4 +421,5 @@ class IdempotencyKey(models.Model):
 
 # Tables of their own domains, defined beside this module.
 from .approvals import Approval, ApprovalKind  # noqa: E402, F401
+from .rollups import RunHour, RunHourChange, RunHourDone  # noqa: E402, F401
 from .webhooks import DeliveryStatus, Webhook, WebhookDelivery  # noqa: E402, F401

@@ -13,6 +13,15 @@ how many runs match is good for common words and a flat 0.5% guess for unknown o
 the estimate is small (`matches_are_few`) the list is sorted by an expression no index provides,
 which leaves the planner one sensible plan: the GIN index first, then sort the few matches.
 
+A "quoted phrase" is found another way on PostgreSQL: every run has a stored document (column
+`search_doc`, kept by a trigger, migration 0012) with the same words and positions plus one
+lexeme per pair of adjacent words. The phrase's pairs go to its GIN index, which then yields only
+the runs that contain each pair, and the stored words check the exact phrase (no document is
+computed at query time). The pairs are read off the query PostgreSQL itself parsed (`'a' <-> 'b'`
+in `websearch_to_tsquery`), so they follow its words exactly (punctuation, case, `A-4242` cut in
+two); pairs under an OR or a -negation are not required. Runs too long to store their pairs
+carry a marker lexeme that every phrase query accepts (they are checked word by word).
+
 SQLite has no such index; there each word (or "quoted phrase") must occur, case-insensitively,
 somewhere in the JSON text of the same three columns, and a -word must not; fine at the embedded
 default's scale.
@@ -30,6 +39,8 @@ from ..models import Run
 CONFIG = "simple"
 _VALUES = '\'["string", "numeric"]\'::jsonb'
 INDEX_NAME = "run_search_doc"
+PHRASE_INDEX_NAME = "run_search_phrases"
+UNPAIRED = " unpaired"  # the marker of migration 0012; no word or pair has a leading space
 # Up to this many estimated matches, the GIN index goes first (see the module doc). Walking the
 # created_at index instead expects to test about limit × runs / matches rows: at this bound on a
 # million runs, ~2,000.
@@ -49,6 +60,15 @@ def document_sql(table: str = "") -> str:
 def text_matches(text: str):
     """A filter argument: runs whose input, output or error contain `text` (see module doc)."""
     if connection.vendor == "postgresql":
+        pairs = phrase_pairs(text)
+        if pairs:
+            required = " & ".join(f"'{pair}'" for pair in pairs)
+            return RawSQL(
+                f'"{Run._meta.db_table}"."search_doc" @@ '
+                f"(websearch_to_tsquery('{CONFIG}'::regconfig, %s) && %s::tsquery)",
+                [text, f"({required}) | '{UNPAIRED}'"],
+                output_field=BooleanField(),
+            )
         document = document_sql(Run._meta.db_table)
         return RawSQL(
             f"({document}) @@ websearch_to_tsquery('{CONFIG}'::regconfig, %s)",
@@ -66,6 +86,58 @@ def text_matches(text: str):
 
 
 _TERMS = re.compile(r'"([^"]+)"|(\S+)')
+# A tsquery as PostgreSQL prints it: quoted lexemes ('' is a quote) and operators.
+_QUERY_TOKENS = re.compile(r"'((?:[^']|'')*)'(:\*?[A-D]*)?|<->|<\d+>|[&|!()]")
+MAX_PAIR_BYTES = 2046  # as migration 0012 stores them: a tsvector lexeme is < 2 KB
+
+
+def phrase_pairs(text: str) -> list[str]:
+    """The adjacent-word pairs ("damaged charger") every run matching `text` must contain, as
+    PostgreSQL's websearch_to_tsquery reads it: from each phrase that is required (not under an
+    OR or a negation). Empty when `text` has no quoted phrase. PostgreSQL only."""
+    if '"' not in text:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT websearch_to_tsquery('{CONFIG}'::regconfig, %s)::text", [text])
+        parsed = cursor.fetchone()[0] or ""
+    return pairs_of_query(parsed)
+
+
+def pairs_of_query(parsed: str) -> list[str]:
+    """The pairs of a printed tsquery that every match must contain (see phrase_pairs)."""
+    tokens = []
+    for match in _QUERY_TOKENS.finditer(parsed):
+        if match.group(1) is not None:
+            lexeme = match.group(1)
+            plain = not match.group(2) and "'" not in lexeme and "\\" not in lexeme
+            tokens.append(("lexeme", lexeme if plain else None))
+        else:
+            tokens.append((match.group(0), None))
+    if any(kind == "|" for kind, _ in tokens):
+        return []
+    kept, i = [], 0
+    while i < len(tokens):  # leave out what a ! negates: one lexeme or a group in parentheses
+        if tokens[i][0] != "!":
+            kept.append(tokens[i])
+            i += 1
+            continue
+        i += 1
+        depth = 0
+        while i < len(tokens):
+            kind = tokens[i][0]
+            depth += (kind == "(") - (kind == ")")
+            i += 1
+            if depth <= 0 and kind in ("lexeme", ")"):
+                break
+    if any(kind in ("(", ")", "!") for kind, _ in kept):
+        return []
+    pairs = []
+    for (k1, a), (op, _), (k2, b) in zip(kept, kept[1:], kept[2:], strict=False):
+        if k1 == k2 == "lexeme" and op == "<->" and a and b:
+            pair = f"{a} {b}"
+            if len(pair.encode()) <= MAX_PAIR_BYTES and pair not in pairs:
+                pairs.append(pair)
+    return pairs
 
 
 def matches_are_few(queryset) -> bool:
