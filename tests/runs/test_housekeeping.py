@@ -43,7 +43,7 @@ def test_beat_alone_reaps_a_dead_workers_run_and_sends_a_lost_message(transactio
                 assert beat.poll() is None, log_path.read_text()
                 dead.refresh_from_db()
                 unsent.refresh_from_db()
-                if dead.status == "lost" and unsent.dispatched_at is not None:
+                if dead.status == "lost" and unsent.dispatches:
                     break
                 time.sleep(0.3)
         finally:
