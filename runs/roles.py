@@ -72,6 +72,7 @@ NAVIGATION = (
     ("Overview", "runs:overview", SUPPORT),
     ("Runs", "runs:list", SUPPORT),
     ("Agents", "runs:agents", SUPPORT),
+    ("Waiting", "runs:waiting", ENGINEER),
     ("Caps", "runs:caps", ADMIN),
     ("Prices", "runs:prices", ADMIN),
     ("API keys", "runs:keys", ADMIN),

@@ -19,6 +19,7 @@ app_name = "runs"
 urlpatterns = [
     path("", overview.overview, name="overview"),
     path("runs/", runs_list.run_list, name="list"),
+    path("runs/waiting/", approvals.waiting_runs, name="waiting"),
     path("runs/<str:run_id>/", run_page.run_detail, name="run"),
     path("runs/<str:run_id>/steps/", run_page.run_steps, name="steps"),
     path("runs/<str:run_id>/steps/<int:seq>/", run_page.run_step, name="step"),

@@ -32,6 +32,29 @@ def awaiting_count() -> int:
     return Run.objects.filter(status=RunStatus.AWAITING_APPROVAL).count()
 
 
+# The Waiting runs page lists at most this many, the longest-waiting first.
+WAITING_SHOWN = 200
+
+
+def waiting_rows(*, now=None) -> tuple[list[dict], int]:
+    """(rows, how many runs await approval): for each open question of a waiting run, oldest
+    first, what its page would show (`question_rows`), the run, and seconds waited and left.
+    Two queries however many runs wait."""
+    now = now or timezone.now()
+    questions = (
+        Approval.objects.filter(closed_at__isnull=True, run__status=RunStatus.AWAITING_APPROVAL)
+        .select_related("run")
+        .order_by("asked_at", "id")[:WAITING_SHOWN]
+    )
+    rows = []
+    for approval in questions:
+        row = question_rows(approval, approval.run)
+        waited = max((now - approval.asked_at).total_seconds(), 0.0)
+        rows.append({**row, "run": approval.run, "waited_s": waited,
+                     "left_s": max(row["timeout_s"] - waited, 0.0)})  # fmt: skip
+    return rows, awaiting_count()
+
+
 def question_rows(approval: Approval, run: Run) -> dict:
     """What a waiting run's page shows of its question: the cap (its ceiling as people read
     it, None when it has none) or the tool, what the held call wants, and the timeout."""

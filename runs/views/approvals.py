@@ -1,17 +1,27 @@
-"""/runs/<id>/approval/ (engineer): answering, from the run's page, the call a run holds for a
+"""/runs/waiting/ (engineer): the runs awaiting approval, each linked to its page; and
+/runs/<id>/approval/ (engineer): answering, from the run's page, the call a run holds for a
 person. The same service as POST /api/v1/runs/{id}/approval, so the page and the API refuse the
 same answers with the same messages."""
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from ..engine.caps import ASKABLE
 from ..errors import AppError
 from ..roles import ENGINEER, role_required
+from ..selectors.approvals import WAITING_SHOWN, waiting_rows
 from ..services.approvals import approval_decide
 from .run_page import get_run, live_context
 from .runs_list import is_partial
+
+
+@require_GET
+@role_required(ENGINEER)
+def waiting_runs(request):
+    rows, total = waiting_rows()
+    context = {"rows": rows, "total": total, "shown": WAITING_SHOWN}
+    return render(request, "runs/waiting.html", context)
 
 
 @require_POST
