@@ -20,6 +20,18 @@ from runs.services.users import user_set_role
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("AGENTOPS_CHROMIUM", "/usr/bin/chromium")
 REQUIRE_BROWSER = os.environ.get("AGENTOPS_REQUIRE_BROWSER", "") not in ("", "0")
+# Set by CI on the real services: a test that needs a server binary fails without it.
+REQUIRE_SERVICES = os.environ.get("AGENTOPS_REQUIRE_SERVICES", "") not in ("", "0")
+
+
+def services_unavailable(reason: str):
+    """Skip a test whose server binary this machine lacks, or fail it where the real services
+    are required (AGENTOPS_REQUIRE_SERVICES, set by CI)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"this test needs a real service here but cannot run: {reason}")
+    pytest.skip(reason)
+
+
 PASSWORD = "correct-horse-battery"
 
 

@@ -105,10 +105,12 @@ class Postgres:
 
 
 class Redis:
-    """A redis-server on a free port, its append-only file in `folder`, so a stop and start keeps
-    what it held (as a production Redis with persistence does)."""
+    """A redis-server on a free port. With `persist` (the default) its append-only file is in
+    `folder`, so a stop and start keeps what it held, as a production Redis with persistence
+    does; without, a restart starts empty."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, persist: bool = True):
+        self.persist = persist
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -128,7 +130,7 @@ class Redis:
                 "--save",
                 "",
                 "--appendonly",
-                "yes",
+                "yes" if self.persist else "no",
                 "--dir",
                 str(self.folder),
                 "--logfile",

@@ -3,7 +3,6 @@ and a real HTTP server started on demand."""
 
 import copy
 import json
-import socket
 import threading
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.db import connections
 
 from runs.services.keys import api_key_create
+from tests.throwaway import free_port
 
 
 @pytest.fixture
@@ -39,12 +39,6 @@ def post_json(client, path: str, body, secret: str | None, **extra):
     data = body if isinstance(body, bytes | str) else json.dumps(body)
     headers = bearer(secret) if secret else {}
     return client.post(path, data=data, content_type="application/json", **headers, **extra)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -5,7 +5,6 @@ spare port (never the shared one), and the worker is started as `up` and the REA
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,49 +15,18 @@ from celery import Celery
 
 from runs.engine.caps import Caps
 from runs.models import Run
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT, services_unavailable, subprocess_env
+from tests.throwaway import Redis
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ThrowawayRedis:
-    def __init__(self, folder):
-        self.port, self.folder, self.proc = free_port(), folder, None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def redis_server(tmp_path):
-    server = ThrowawayRedis(tmp_path).start()
+    if not shutil.which("redis-server"):
+        services_unavailable("redis-server is not installed (apt-get install redis-server)")
+    server = Redis(tmp_path, persist=False)
+    server.start()
     yield server
     server.stop()
 
@@ -77,11 +45,11 @@ def test_a_worker_rides_out_a_redis_restart_with_a_run_in_flight(
     transactional_db, redis_server, tmp_path
 ):
     queue = f"restart-{uuid.uuid4().hex[:8]}"
-    app = Celery(broker=redis_server.url, set_as_current=False)
+    app = Celery(broker=redis_server.url(), set_as_current=False)
     log_path = tmp_path / "worker.log"
     log = open(log_path, "wb")  # noqa: SIM115
     env = subprocess_env(
-        CELERY_BROKER_URL=redis_server.url, CELERY_RESULT_BACKEND="", CACHE_URL="",
+        CELERY_BROKER_URL=redis_server.url(), CELERY_RESULT_BACKEND="", CACHE_URL="",
         AGENTOPS_QUEUE=queue,
     )  # fmt: skip
     worker = subprocess.Popen(
@@ -98,7 +66,7 @@ def test_a_worker_rides_out_a_redis_restart_with_a_run_in_flight(
         )  # fmt: skip
         # Through an explicit connection: CELERY_BROKER_URL in this process's environment would
         # win over the app's own broker setting.
-        with app.connection_for_write(redis_server.url) as connection:
+        with app.connection_for_write(redis_server.url()) as connection:
             app.send_task("runs.execute", args=[str(run.id)], queue=queue, connection=connection)
         return run
 
