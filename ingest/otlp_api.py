@@ -81,6 +81,30 @@ _EXPORT_RESPONSE = {
 ERRORS = {code: ErrorOut for code in (400, 401, 403, 413, 415, 429, 503)}
 
 
+def _store(result, who, *, content_only: bool = False) -> list[dict]:
+    """Validate a translated export's runs and steps, store what passes through the one ingest
+    path and fill in its runs' input and output; returns what was rejected. `content_only`
+    (log records) only adds content to steps, and stores nothing without steps."""
+    rejected: list[dict] = []
+    max_bytes = settings.AGENTOPS_INGEST_MAX_ITEM_BYTES
+    runs = validate_items("run", RunItem, result.runs, max_bytes, rejected)
+    events = validate_items("event", EventItem, result.events, max_bytes, rejected)
+    if events or (runs and not content_only):
+        _, refused = ingest_batch(
+            runs=runs,
+            events=events,
+            replace_run=should_replace_run,
+            api_key=who.key,
+            content_only=content_only,
+        )
+        rejected.extend(refused)
+        if content_only:
+            _fill_io({event["run_id"] for event in events})
+        else:
+            _fill_io({run["id"] for run in runs})
+    return rejected
+
+
 @router.post(
     "/otlp/v1/traces",
     response=ERRORS,
@@ -99,16 +123,7 @@ def otlp_traces(request):
             f"an export holds at most {settings.AGENTOPS_INGEST_MAX_ITEMS} spans; "
             f"this one has {spans}"
         )
-    rejected: list[dict] = []
-    max_bytes = settings.AGENTOPS_INGEST_MAX_ITEM_BYTES
-    runs = validate_items("run", RunItem, result.runs, max_bytes, rejected)
-    events = validate_items("event", EventItem, result.events, max_bytes, rejected)
-    if runs or events:
-        _, refused = ingest_batch(
-            runs=runs, events=events, replace_run=should_replace_run, api_key=who.key
-        )
-        rejected.extend(refused)
-        _fill_io({run["id"] for run in runs})
+    rejected = _store(result, who)
     refused_spans = [r for r in rejected if r["type"] == "event"]
     messages = [result.error_message] if result.rejected else []
     messages += [f"step {r['id']}: {r['reason']}" for r in refused_spans[:5]]
@@ -139,20 +154,7 @@ def otlp_logs(request):
             f"an export holds at most {settings.AGENTOPS_INGEST_MAX_ITEMS} spans' records; "
             f"this one has {len(result.events)}"
         )
-    rejected: list[dict] = []
-    max_bytes = settings.AGENTOPS_INGEST_MAX_ITEM_BYTES
-    runs = validate_items("run", RunItem, result.runs, max_bytes, rejected)
-    events = validate_items("event", EventItem, result.events, max_bytes, rejected)
-    if events:
-        _, refused = ingest_batch(
-            runs=runs,
-            events=events,
-            replace_run=should_replace_run,
-            api_key=who.key,
-            content_only=True,
-        )
-        rejected.extend(refused)
-        _fill_io({event["run_id"] for event in events})
+    rejected = _store(result, who, content_only=True)
     refused = [r for r in rejected if r["type"] == "event"]
     body, media = encode_response(
         content_type,
