@@ -309,6 +309,12 @@ elif CELERY_BROKER_URL.startswith("filesystem://"):
     (DATA_DIR / "results").mkdir(parents=True, exist_ok=True)
 else:
     CELERY_RESULT_BACKEND = "rpc://"
+# One result backend per worker process, not one per thread: a Redis backend built per thread (a
+# run each on the threads pool) cost every run ~1 ms of set-up, and Redis clients and the file
+# backend are thread-safe (the rpc:// backend's AMQP channel is not).
+CELERY_RESULT_BACKEND_THREAD_SAFE = str(CELERY_RESULT_BACKEND or "").startswith(
+    ("redis://", "rediss://", "file://")
+)
 
 # The queue runs go to; tests give each session its own so parallel suites never share work.
 AGENTOPS_QUEUE = os.environ.get("AGENTOPS_QUEUE", "agentops")
@@ -330,6 +336,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # A running run's heartbeat is stamped every interval; one older than STALE means its worker died.
 AGENTOPS_HEARTBEAT_INTERVAL = float(envint("AGENTOPS_HEARTBEAT_INTERVAL_MS", "1000")) / 1000
 AGENTOPS_HEARTBEAT_STALE_SECONDS = envint("AGENTOPS_HEARTBEAT_STALE_SECONDS", "30")
+# How long a worker's run waits for one of its process's pooled connections (the web side
+# answers 503 after DATABASE_POOL_TIMEOUT instead): a thousand runs share DATABASE_POOL_MAX
+# connections, and a run must not fail because the others held them for a moment.
+AGENTOPS_WORKER_DB_WAIT = envint("AGENTOPS_WORKER_DB_WAIT", "60")
 # A run silent this long is shown as such ("no heartbeat for 12 s") until the reaper ends it.
 AGENTOPS_HEARTBEAT_SILENT_SECONDS = max(5, int(AGENTOPS_HEARTBEAT_INTERVAL * 5))
 AGENTOPS_REAP_EVERY_SECONDS = envint("AGENTOPS_REAP_EVERY_SECONDS", "15")

@@ -8,7 +8,7 @@ import socket
 from datetime import timedelta
 
 from celery import shared_task
-from celery.signals import beat_init, worker_ready
+from celery.signals import beat_init, worker_init, worker_ready
 from django.conf import settings
 
 from . import worker
@@ -70,6 +70,11 @@ def prune_old_runs() -> dict | None:
     report = retention.runs_prune(older_than=timedelta(days=days))
     log.info("prune: %s", report.summary())
     return dict(report.removed)
+
+
+@worker_init.connect
+def _on_worker_init(sender=None, **kwargs) -> None:
+    worker.wait_for_connections(settings.AGENTOPS_WORKER_DB_WAIT)
 
 
 @worker_ready.connect

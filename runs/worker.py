@@ -12,14 +12,20 @@ import time
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
-from django.utils import timezone
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+)
 
 from .agents import AgentSpec, get_agent
 from .engine.approvals import ApprovalPolicy
 from .engine.caps import Caps
 from .engine.runner import execute
-from .models import ACTIVE_STATUSES, ReplayMode, Run, RunStatus
+from .models import ReplayMode, Run, RunStatus
 from .providers import RecordedProvider, ReplayProvider, get_provider
 from .selectors.prices import PriceCache
 from .selectors.replay import recording_of
@@ -32,7 +38,7 @@ from .services.recording import (
     release_connection,
     step_writer,
 )
-from .services.runs import run_claim, run_finish, run_scopes
+from .services.runs import run_claim, run_claim_queued, run_finish, run_scopes, runs_heartbeat
 from .services.windows import DbSpendGuard
 
 log = logging.getLogger(__name__)
@@ -72,12 +78,28 @@ def spec_and_provider_for(run: Run, spec: AgentSpec, live_factory):
     return spec, factory
 
 
+def wait_for_connections(seconds: float) -> None:
+    """Let this process wait up to `seconds` for a pooled PostgreSQL connection before failing
+    (a worker's runs wait; a web request answers 503 sooner)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    pool_options = db.settings_dict["OPTIONS"].get("pool")
+    if db.vendor != "postgresql" or not isinstance(pool_options, dict):
+        return
+    pool_options["timeout"] = seconds
+    pool = type(db)._connection_pools.get(db.alias)
+    if pool is not None:  # made before this call: change it in place
+        pool.timeout = seconds
+
+
 def _claim(run_id, worker: str):
     """(agent name, spec, claimed run or None). A connection error is retried once on a new
     connection (a database restart closes the ones a worker holds); a second one is raised, and
     the run, still queued, is sent again by the outbox (services.runs.runs_redispatch)."""
     for attempt in (1, 2):
         try:
+            run = run_claim_queued(run_id=run_id, worker=worker)  # the usual case: one statement
+            if run is not None:
+                return run.agent, get_agent(run.agent), run
             agent_name = Run.objects.filter(id=run_id).values_list("agent", flat=True).first()
             if agent_name is None:
                 return None, None, None
@@ -197,9 +219,7 @@ class Heartbeat:
         if not watched:
             return
         ids = list(watched)
-        Run.objects.filter(id__in=ids, status__in=ACTIVE_STATUSES).update(
-            heartbeat_at=timezone.now()
-        )
+        runs_heartbeat(ids)
         asked = Run.objects.filter(id__in=ids, cancel_requested_at__isnull=False).values_list(
             "id", flat=True
         )

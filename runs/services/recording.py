@@ -204,8 +204,11 @@ class DbRecorder:
         self.run_id = run.id
         self.writer = writer or step_writer
         self._cancelled = cancelled
-        last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
-        self._next_seq = 0 if last is None else last + 1
+        if getattr(run, "fresh", False):  # claimed from queued: no steps yet
+            self._next_seq = 0
+        else:
+            last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
+            self._next_seq = 0 if last is None else last + 1
         self._open: dict = {}  # step id -> its row
         self._unwritten: dict = {}  # started steps not yet in the table
 

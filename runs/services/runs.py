@@ -28,6 +28,7 @@ from ..models import ACTIVE_STATUSES, TERMINAL_STATUSES, ApiKey, Event, Run, Run
 from ..selectors.caps import cap_policies_for
 from .approvals import approvals_close_run
 from .events import masked
+from .sql import quoted
 from .webhooks import notify_run
 from .windows import windows_check_room, windows_release_run
 
@@ -185,6 +186,41 @@ def run_cancel(*, run: Run) -> Run:
     raise Conflict(f"run {run.id} is already {run.status}", code="run_finished")
 
 
+def run_claim_queued(*, run_id, worker: str) -> Run | None:
+    """Take a run that is queued, in one statement: the run as it now is, or None when it is not
+    queued (see `run_claim`). The run carries `key_prefix`, its API key's prefix ("" without a
+    key), for `run_scopes`, and `fresh` (True: it has no steps yet)."""
+    now = timezone.now()
+    values = {
+        "status": RunStatus.RUNNING,
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker": worker,
+        "attempt": 1,
+    }
+    meta = Run._meta
+    sets = ", ".join(f"{quoted(Run, name)} = %s" for name in values)
+    params = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items()]
+    params += [meta.pk.get_db_prep_value(run_id, connection), RunStatus.QUEUED]
+    table = quoted(Run)
+    columns = ", ".join(f"{table}.{quoted(Run, f.name)}" for f in meta.concrete_fields)
+    prefix = (
+        f"(SELECT {quoted(ApiKey, 'prefix')} FROM {quoted(ApiKey)} WHERE {quoted(ApiKey)}."
+        f"{quoted(ApiKey, 'id')} = {table}.{quoted(Run, 'api_key')}) AS key_prefix"
+    )
+    sql = (
+        f"UPDATE {table} SET {sets} WHERE {quoted(Run, 'id')} = %s AND {quoted(Run, 'status')} = %s"
+        f" RETURNING {columns}, {prefix}"
+    )
+    claimed = list(Run.objects.raw(sql, params))
+    if not claimed:
+        return None
+    run = claimed[0]
+    run.key_prefix = run.key_prefix or ""
+    run.fresh = True
+    return run
+
+
 def run_claim(*, run_id, worker: str, safe_to_retry: bool) -> Run | None:
     """Take a queued run for this worker. Returns the run to execute, or None when there is
     nothing to do: the run is gone, finished, or is being executed by a live attempt.
@@ -277,6 +313,25 @@ def run_finish(*, run_id, status: str, output=None, error: dict | None = None, u
     return bool(finished)
 
 
+def runs_heartbeat(run_ids: list) -> None:
+    """Stamp `heartbeat_at` on the active runs among `run_ids`. On PostgreSQL a run whose row
+    another transaction holds (a batch writing its counters, its finish) is skipped, not waited
+    for: it is alive, and waiting could deadlock with a batch locking runs in another order."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        Run.objects.filter(id__in=run_ids, status__in=ACTIVE_STATUSES).update(heartbeat_at=now)
+        return
+    table, pk, status = quoted(Run), quoted(Run, "id"), quoted(Run, "status")
+    ids = [Run._meta.pk.get_db_prep_value(run_id, connection) for run_id in run_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {quoted(Run, 'heartbeat_at')} = %s WHERE {pk} IN ("
+            f"SELECT {pk} FROM {table} WHERE {pk} = ANY(%s) AND {status} = ANY(%s)"
+            f" ORDER BY {pk} FOR UPDATE SKIP LOCKED)",
+            [now, ids, [str(s) for s in ACTIVE_STATUSES]],
+        )
+
+
 def run_usage_update(*, run_id, usage) -> None:
     Run.objects.filter(id=run_id).update(**usage.fields())
 
@@ -298,7 +353,8 @@ def runs_usage_update(usages: dict) -> None:
         params = [
             [f.get_db_prep_save(usage.fields()[f.name], connection) for f in fields]
             + [pk.get_db_prep_value(run_id, connection)]
-            for run_id, usage in usages.items()
+            # In one order, so two batches (or a batch and a finish) cannot deadlock.
+            for run_id, usage in sorted(usages.items(), key=lambda item: str(item[0]))
         ]
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
@@ -306,5 +362,7 @@ def runs_usage_update(usages: dict) -> None:
 
 def run_scopes(run: Run) -> list[str]:
     """The spend-window scopes that cover `run` (engine.windows.scopes_of)."""
-    prefix = ApiKey.objects.filter(id=run.api_key_id).values_list("prefix", flat=True).first()
+    prefix = getattr(run, "key_prefix", None)
+    if prefix is None:
+        prefix = ApiKey.objects.filter(id=run.api_key_id).values_list("prefix", flat=True).first()
     return scopes_of(agent=run.agent, user_ref=run.user_ref, key_prefix=prefix or "")

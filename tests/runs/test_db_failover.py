@@ -25,7 +25,7 @@ def queued(**fields) -> Run:
 
 
 def failing_first(monkeypatch, times: int):
-    real, calls = run_writes.run_claim, {"n": 0}
+    real, calls = run_writes.run_claim_queued, {"n": 0}
 
     def claim(**kwargs):
         calls["n"] += 1
@@ -33,7 +33,7 @@ def failing_first(monkeypatch, times: int):
             raise OperationalError("server closed the connection unexpectedly")
         return real(**kwargs)
 
-    monkeypatch.setattr("runs.worker.run_claim", claim)
+    monkeypatch.setattr("runs.worker.run_claim_queued", claim)
     return calls
 
 
