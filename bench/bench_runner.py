@@ -75,10 +75,11 @@ def start_worker(concurrency: int) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux)."""
+def process_cpu_s(pid: int, *, split: bool = False):
+    """User + system CPU seconds a process has used so far (Linux); with `split`, the two."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    user, system = (int(fields[i]) / os.sysconf("SC_CLK_TCK") for i in (11, 12))
+    return (user, system) if split else user + system
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
@@ -186,7 +187,8 @@ def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> Non
     workers = [start_worker(concurrency=-(-n // processes)) for _ in range(processes)]
     try:
         done = wait_all(ids, 600)
-        cpu_s = sum(process_cpu_s(proc.pid) for proc in workers)
+        user_s, system_s = map(sum, zip(*(process_cpu_s(p.pid, split=True) for p in workers)))
+        cpu_s = user_s + system_s
     finally:
         for proc in workers:
             stop_worker(proc)
@@ -209,8 +211,8 @@ def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> Non
     print(f"  succeeded {ok}/{n}; at most {peak} running at once; median run {each:.2f} s "
           f"(ideal {calls * seconds:.2f} s, {each / (calls * seconds) - 1:+.1%}); "
           f"first start to last end {span:.1f} s")  # fmt: skip
-    print(f"  worker CPU: {cpu_s:.1f} s in all, {cpu_s * 1000 / n:.1f} ms per run "
-          f"(start-up included)")  # fmt: skip
+    print(f"  worker CPU: {cpu_s:.1f} s in all ({system_s:.1f} s in the kernel), "
+          f"{cpu_s * 1000 / n:.1f} ms per run (start-up included)")  # fmt: skip
 
 
 def bench_windows(runs: int, calls: int) -> None:

@@ -132,10 +132,11 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
         return
 
     cancelled = heartbeat.watch(run.id)
-    recorder = None
+    recorder = guard = None
     try:
         spec, factory = spec_and_provider_for(run, spec, provider_factory)
         recorder = DbRecorder(run, cancelled)
+        guard = DbSpendGuard(run_id=run.id, scopes=run_scopes(run))
         release_connection()  # not held while the agent works: hundreds of runs share the pool
         outcome = execute(
             spec,
@@ -144,7 +145,7 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
             recorder,
             price_for=PriceCache(on_read=release_connection),
             provider_factory=factory,
-            spend_guard=DbSpendGuard(run_id=run.id, scopes=run_scopes(run)),
+            spend_guard=guard,
             approvals=DbApprovals(run_id=run.id),
             approval_policy=ApprovalPolicy.from_dict(run.approval_policy),
             clock=clock,
@@ -157,6 +158,7 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
             output=outcome.output,
             error=outcome.error,
             usage=outcome.usage,
+            holds=guard.reserved,
         )
     except Exception as exc:
         # The recording itself failed (database gone, a bug): end the run visibly, not silently.

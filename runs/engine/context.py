@@ -1,10 +1,8 @@
 """The context an agent gets (DESIGN §7) and the machinery behind it: recording each step,
 checking the caps before it, and waiting for tools and models without ever hanging. Plain Python.
-
-Tools and model calls run off the runner's thread (see `runs.threads`); the runner's thread waits
-for them in slices of `POLL_S`, checking the deadline and `recorder.cancel_requested()` between
-slices. Stopping the run is an exception derived from BaseException raised inside ctx calls.
-"""
+Tools and model calls run off the runner's thread (`runs.threads`), which waits for them in
+slices, checking the deadline and `recorder.cancel_requested()` between them. Stopping the run is
+an exception derived from BaseException raised inside ctx calls."""
 
 from __future__ import annotations
 
@@ -43,7 +41,9 @@ from .windows import SpendGuard, WindowRefused
 if TYPE_CHECKING:
     from ..agents import AgentSpec
 
-POLL_S = 0.2
+# A wait's first slice (a call still running then is written as running) and the next ones (a
+# cancel, which the heartbeat brings each second, is seen; a thousand waiting runs wake seldom).
+POLL_S, POLL_LONG_S = 0.2, 1.0
 
 
 class Context:
@@ -278,11 +278,8 @@ class Context:
         raise self._stopped
 
     def _halt_budget(self, exc: BudgetExceeded):
-        ref = self._recorder.step_started(
-            "lifecycle",
-            exc.cap,
-            input={"cap": exc.cap, "limit": exc.limit, "used": exc.used},
-        )
+        cap_input = {"cap": exc.cap, "limit": exc.limit, "used": exc.used}
+        ref = self._recorder.step_started("lifecycle", exc.cap, input=cap_input)
         self._recorder.step_ended(ref, "error", error=exc.to_error())
         self._halt(BUDGET_EXCEEDED, exc.to_error())
 
@@ -398,13 +395,14 @@ class Context:
     def _wait(self, call: Call, end: float | None) -> str:
         """Wait for `call` in slices; "done", or why we stopped waiting: "cancel", "deadline"
         (the run's wall clock) or "timeout" (the clock reached `end`)."""
+        poll_s = POLL_S
         while True:
-            now = self._clock()
-            slice_s = min(POLL_S, max(0.0, self._budget.deadline_remaining()))
+            slice_s = min(poll_s, max(0.0, self._budget.deadline_remaining()))
             if end is not None:
-                slice_s = min(slice_s, max(0.0, end - now))
+                slice_s = min(slice_s, max(0.0, end - self._clock()))
             if call.wait(slice_s):
                 return "done"
+            poll_s = POLL_LONG_S
             if self._recorder.cancel_requested():
                 return "cancel"
             if self._budget.deadline_remaining() <= 0:

@@ -54,7 +54,7 @@ class Recorder(Protocol):
         """The run's counters changed (a snapshot: the recorder may keep it)."""
 
     def cancel_requested(self) -> bool:
-        """Whether the run should stop. Called every ctx call and every POLL_S while waiting, so
+        """Whether the run should stop. Called every ctx call and between the slices of a wait, so
         it must be cheap; it doubles as the heartbeat hook."""
 
 

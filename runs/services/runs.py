@@ -28,7 +28,7 @@ from ..models import ACTIVE_STATUSES, TERMINAL_STATUSES, ApiKey, Event, Run, Run
 from ..selectors.caps import cap_policies_for
 from .approvals import approvals_close_run
 from .events import masked
-from .sql import quoted
+from .sql import quoted, update_by_pk
 from .webhooks import notify_run
 from .windows import windows_check_room, windows_release_run
 
@@ -288,11 +288,14 @@ def runs_reap(*, stale_after_seconds: int | None = None) -> int:
     )
 
 
-def run_finish(*, run_id, status: str, output=None, error: dict | None = None, usage=None) -> bool:
+def run_finish(
+    *, run_id, status: str, output=None, error: dict | None = None, usage=None, holds: bool = True
+) -> bool:
     """Record a run's outcome. Only a running run (or one awaiting approval) can finish;
     returns False otherwise (it was reaped or cancelled meanwhile and keeps that state). A run
     that ends failed or budget_exceeded is told to the webhooks that asked (after commit, by a
-    task)."""
+    task). What the run still holds in spend windows is released; `holds=False` says it never
+    held anything (its executor knows)."""
     assert status in TERMINAL_STATUSES, status
     now = timezone.now()
     fields = {
@@ -306,8 +309,9 @@ def run_finish(*, run_id, status: str, output=None, error: dict | None = None, u
     if usage is not None:
         fields.update(usage.fields())
     with transaction.atomic():
-        finished = Run.objects.filter(id=run_id, status__in=ACTIVE_STATUSES).update(**fields)
-        windows_release_run(run_id=run_id)  # what an abandoned call still held
+        finished = update_by_pk(Run, run_id, fields, only_if=("status", ACTIVE_STATUSES))
+        if holds:
+            windows_release_run(run_id=run_id)  # what an abandoned call still held
         if finished and status in RUN_STATUS_EVENTS:
             notify_run(RUN_STATUS_EVENTS[status], run_id)
     return bool(finished)

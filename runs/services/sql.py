@@ -26,16 +26,20 @@ def any_of(model, field_name: str, values) -> tuple[str, list]:
     return f"{column} IN ({', '.join(['%s'] * len(prepared))})", prepared
 
 
-def update_by_pk(model, pk, values: dict) -> None:
+def update_by_pk(model, pk, values: dict, *, only_if: tuple[str, list] | None = None) -> int:
     """UPDATE one row: `values` by field name (what `filter(pk=pk).update(**values)` does for
-    plain values)."""
+    plain values); with `only_if` (a field name and its allowed values), only when the row's
+    value is one of them. Returns the number of rows updated."""
     meta = model._meta
     fields = [(meta.get_field(name), value) for name, value in values.items()]
     assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f, _ in fields)
     params = [f.get_db_prep_save(value, connection) for f, value in fields]
     params.append(meta.pk.get_db_prep_value(pk, connection))
+    where = f"{quoted(model, meta.pk.name)} = %s"
+    if only_if is not None:
+        condition, condition_params = any_of(model, *only_if)
+        where += f" AND {condition}"
+        params += condition_params
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quoted(model)} SET {assignments} WHERE {quoted(model, meta.pk.name)} = %s",
-            params,
-        )
+        cursor.execute(f"UPDATE {quoted(model)} SET {assignments} WHERE {where}", params)
+        return cursor.rowcount

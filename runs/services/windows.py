@@ -375,6 +375,7 @@ class DbSpendGuard:
         self._windows: list[SpendWindow] = []
         self._read_at = float("-inf")
         self._accounts: dict = {}
+        self.reserved = False  # whether a hold was ever taken (one may be left to release)
 
     def reserve(self, amount: Decimal):
         if time.monotonic() - self._read_at >= self.REFRESH_SECONDS:
@@ -382,6 +383,7 @@ class DbSpendGuard:
             self._read_at = time.monotonic()
         if not self._windows:
             return None
+        self.reserved = True
         return windows_reserve(
             run_id=self.run_id, windows=self._windows, amount=amount, accounts=self._accounts
         )
