@@ -187,7 +187,8 @@ def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> Non
     workers = [start_worker(concurrency=-(-n // processes)) for _ in range(processes)]
     try:
         done = wait_all(ids, 600)
-        user_s, system_s = map(sum, zip(*(process_cpu_s(p.pid, split=True) for p in workers)))
+        split = [process_cpu_s(proc.pid, split=True) for proc in workers]
+        user_s, system_s = sum(u for u, _ in split), sum(s for _, s in split)
         cpu_s = user_s + system_s
     finally:
         for proc in workers:
