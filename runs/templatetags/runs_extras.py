@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..engine.caps import SECONDS, USD, cap_named
-from ..views.formatting import duration_text, usd_text
+from ..views.formatting import duration_text, silence_text, usd_text
 from ..views.submission import FIELD, new_token
 
 register = template.Library()
@@ -100,12 +100,7 @@ def time_after(value, earlier) -> str:
 
 @register.filter
 def silence(seconds) -> str:
-    """A quiet worker's silence for a reader: "no heartbeat for 12 s", "… for 4 min"."""
-    if seconds is None:
-        return ""
-    if seconds < 120:
-        return f"no heartbeat for {int(seconds)} s"
-    return f"no heartbeat for {int(seconds) // 60} min"
+    return silence_text(seconds)
 
 
 @register.filter
