@@ -7,10 +7,12 @@ from decimal import Decimal
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from ..engine.caps import SECONDS, USD, cap_named
 from ..views.formatting import duration_text, silence_text, usd_text
 from ..views.submission import FIELD, new_token
+from ..views.transcript import fold_html
 
 register = template.Library()
 
@@ -96,6 +98,13 @@ def time_after(value, earlier) -> str:
     if earlier is not None and value.date() == earlier.date():
         return f"{value:%H:%M:%S}"
     return f"{value:%Y-%m-%d %H:%M:%S}"
+
+
+@register.filter
+def fold(text, fold_id="") -> str:
+    """A runs.views.transcript.Text that folds when long, as escaped HTML; `fold_id` keeps the
+    fold as the reader left it across live updates."""
+    return mark_safe(fold_html(text, fold_id))  # noqa: S308 (fold_html escapes every value)
 
 
 @register.filter

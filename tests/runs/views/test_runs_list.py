@@ -36,8 +36,9 @@ def ids_in(response) -> list[str]:
 
 def test_each_row_shows_the_run_with_every_value_escaped(support):
     at = timezone.now().replace(microsecond=0) - timedelta(hours=1)
-    capped = make_run(status="budget_exceeded", cap_hit="max_cost_usd", error_code="budget_exceeded",
-                      user_ref="a&b <x>", input={"q": "<b>bold</b>"}, created_at=at,
+    capped = make_run(status="budget_exceeded", cap_hit="max_cost_usd",
+                      error_code="budget_exceeded", user_ref="a&b <x>",
+                      input={"q": "<b>bold</b>"}, created_at=at,
                       wall_ms=1500, tool_calls=7, cost_usd=Decimal("0.0125"))  # fmt: skip
     failed = make_run(status="failed", error_code="agent_error", user_ref="", source="external",
                       created_at=at - timedelta(minutes=1))  # fmt: skip
