@@ -18,11 +18,15 @@ times requests over HTTP on localhost with a kept-alive connection, one at a tim
   (as beat does every minute; its time is printed too).
 
 Then, in this process and so without HTTP, the same reads the old way beside the new one in the
-same run (a busy machine slows both alike): a phrase through the expression index against the
-stored pairs, and the overview and agents numbers as one query over the runs against the sums.
+same run (a busy machine slows both alike): a common word matched against the document computed
+per run against the stored words, and the overview and agents numbers as one query over the
+runs against the sums (and a quoted phrase through the stored pairs).
 
 Prints p50/p99/max in milliseconds. Times are measured by the client, so they include the
-(loopback) network and are an upper bound on server time.
+(loopback) network and are an upper bound on server time. Then the same cases again in this
+process through Django's test client (middleware, view, queries and templates, no HTTP and no
+gunicorn): server time, with the CPU time this process spent (`cpu p50`), which a machine busy
+with other work inflates less than the wall clock. `--in-process-only` skips the HTTP part.
 """
 
 import argparse
@@ -151,14 +155,49 @@ class Client:
             raise SystemExit(f"GET {path} answered {response.status}: {body[:300]!r}")
         return took
 
+    def html(self, path: str) -> str:
+        self.conn.request("GET", path, headers=self.headers)
+        return self.conn.getresponse().read().decode()
+
+
+class InProcessClient:
+    """The same requests through Django's test client in this process: server time only. Also
+    records the CPU time this thread spent on each (`cpu`)."""
+
+    def __init__(self, cookie: str):
+        from django.test import Client as DjangoClient
+
+        self.client = DjangoClient(HTTP_HOST="127.0.0.1")
+        name, _, value = cookie.partition("=")
+        self.client.cookies[name] = value
+        self.cpu: list[float] = []
+
+    def get(self, path: str, expect=(200,), htmx=False) -> float:
+        headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+        started, cpu = time.perf_counter(), time.thread_time()
+        response = self.client.get(path, **headers)
+        took = (time.perf_counter() - started) * 1000
+        self.cpu.append((time.thread_time() - cpu) * 1000)
+        if response.status_code not in expect:
+            raise SystemExit(f"GET {path} answered {response.status_code}")
+        return took
+
+    def html(self, path: str) -> str:
+        return self.client.get(path).content.decode()
+
+
+CPU: list[float] | None = None  # set while the in-process cases run: their CPU times
+
 
 def report(label: str, times: list[float], target: float | None = None) -> dict:
     times = sorted(times)
     p50 = statistics.median(times)
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
     mark = ""
+    if CPU is not None:
+        mark = f"  cpu p50={statistics.median(CPU[-len(times) :]):6.2f}"
     if target is not None:
-        mark = f"  (target p99 <= {target:g} ms: {'met' if p99 <= target else 'MISSED'})"
+        mark += f"  (target p99 <= {target:g} ms: {'met' if p99 <= target else 'MISSED'})"
     print(
         f"{label:<58} n={len(times):<4} p50={p50:7.2f}  p99={p99:7.2f}  max={times[-1]:7.2f}{mark}"
     )
@@ -175,6 +214,7 @@ def pages(client: "Client", repeat: int) -> None:
     started = time.perf_counter()
     hours = rollups_refresh()
     print(f"\nhourly sums refreshed: {hours} hours in {(time.perf_counter() - started):.1f} s")
+    print()
     for window in ("24h", "7d", "30d"):
         client.get(f"/?window={window}")
         report(f"overview, {window}", [client.get(f"/?window={window}") for _ in range(repeat)],
@@ -194,22 +234,35 @@ def timed(call, repeat: int) -> list[float]:
 
 def compare(repeat: int) -> None:
     """Old and new reads side by side in this process (server time, no HTTP)."""
-    import contextlib
     from datetime import UTC, timedelta
-    from unittest import mock
 
-    from django.db.models import Avg, Count, Max, Q, Sum
+    from django.db.models import Avg, BooleanField, Count, Max, Q, Sum
+    from django.db.models.expressions import RawSQL
     from django.db.models.functions import Trunc
     from django.utils import timezone
 
     from runs.models import Run
     from runs.selectors import stats
-    from runs.selectors.runs import RunFilters, runs_page
+    from runs.selectors.runs import LIST_COLUMNS, RunFilters, runs_page
 
-    def phrase(sort: str, old: bool):
-        old_way = mock.patch("runs.selectors.search.phrase_pairs", return_value=[])
-        with old_way if old else contextlib.nullcontext():
-            runs_page(filters=RunFilters(text=PHRASE), sort=sort)
+    def phrase(sort: str):
+        runs_page(filters=RunFilters(text=PHRASE), sort=sort)
+
+    # Before migration 0014 a word was matched against the document computed from each run's
+    # input, output and error; a common word walks the newest runs, computing one per run.
+    values = '\'["string", "numeric"]\'::jsonb'
+    document = " || ".join(
+        f"jsonb_to_tsvector('simple'::regconfig, COALESCE({column}, 'null'::jsonb), {values})"
+        for column in ("input", "output", "error")
+    )
+
+    def word(text: str, old: bool):
+        if not old:
+            return runs_page(filters=RunFilters(text=text))
+        computed = RawSQL(f"({document}) @@ websearch_to_tsquery('simple'::regconfig, %s)",
+                          [text], output_field=BooleanField())  # fmt: skip
+        runs = Run.objects.filter(computed).only(*LIST_COLUMNS)
+        return list(runs.order_by("-created_at", "-id")[:51])
 
     counts = {
         "runs": Count("id"),
@@ -231,11 +284,12 @@ def compare(repeat: int) -> None:
                                            last=Max("created_at")))  # fmt: skip
 
     print(f"\n{'the same read, old way and new, in this process':<58} times in ms")
+    report("word 'refund', newest: document computed per run (old)",
+           timed(lambda: word("refund", True), repeat))  # fmt: skip
+    report("word 'refund', newest: stored words (new)", timed(lambda: word("refund", False),
+           repeat))  # fmt: skip
     for sort in ("newest", "cost"):
-        report(f"phrase, {sort}: expression index (old)", timed(lambda s=sort: phrase(s, True),
-               repeat))  # fmt: skip
-        report(f"phrase, {sort}: stored pairs (new)", timed(lambda s=sort: phrase(s, False),
-               repeat))  # fmt: skip
+        report(f"phrase, {sort}: stored pairs", timed(lambda s=sort: phrase(s), repeat))
     for key, window in stats.WINDOWS.items():
         report(f"overview {key}: one query over the runs (old)",
                timed(lambda w=window: old_over_time(w), repeat))  # fmt: skip
@@ -247,11 +301,88 @@ def compare(repeat: int) -> None:
            timed(lambda: stats.agent_run_stats(since=since()), repeat))  # fmt: skip
 
 
+def cases(client, data: dict, args) -> None:
+    """Every case, through `client` (over HTTP, or in this process)."""
+    ids = data["ids"][: args.requests]
+    for run_id in ids[:50]:  # warm up every worker's connection pool and template cache
+        client.get(f"/runs/{run_id}/")
+        client.get("/runs/?status=failed")
+        client.get(f"/runs/?q={run_id}", expect=(302,))
+        client.get(f"/runs/?q={run_id[:8]}", expect=(302, 200))
+    print(f"\n{'case':<58} times in ms")
+    report("run-ID lookup: search box, full id -> 302",
+           [client.get(f"/runs/?q={i}", expect=(302,)) for i in ids], target=20)  # fmt: skip
+    # Ids are time-ordered: 8 hex digits name a ~65 s window, which a busy database fills
+    # with several runs (the box then lists them); 12 digits name one millisecond.
+    report("run-ID lookup: search box, 12-digit prefix -> 302",
+           [client.get(f"/runs/?q={i[:13]}", expect=(302, 200)) for i in ids])  # fmt: skip
+    report("run-ID lookup: search box, 8-digit prefix -> 302 or list",
+           [client.get(f"/runs/?q={i[:8]}", expect=(302, 200)) for i in ids])  # fmt: skip
+    report("run page of a typical run (/runs/<id>/, timeline)",
+           [client.get(f"/runs/{i}/?view=timeline") for i in ids])  # fmt: skip
+    report("run page of a typical run (support's first view: transcript)",
+           [client.get(f"/runs/{i}/") for i in ids])  # fmt: skip
+    big = data["big"].id
+    report(f"long run page, first view ({data['steps']:,} steps, timeline)",
+           [client.get(f"/runs/{big}/?view=timeline") for _ in range(args.repeat)],
+           target=50)  # fmt: skip
+    report(f"long run page, transcript ({data['steps']:,} steps, first 50 with bodies)",
+           [client.get(f"/runs/{big}/") for _ in range(args.repeat)], target=50)  # fmt: skip
+    report("long run: next page of steps (htmx, on scroll)",
+           [client.get(f"/runs/{big}/steps/?after={99 + 100 * (k % 9)}", htmx=True)
+            for k in range(args.repeat)])  # fmt: skip
+
+    user = data["users"][0]
+    lists = [
+        ("status=failed & agent=demo-broken", {"status": "failed", "agent": "demo-broken"}),
+        ("cap hit (any) in the last 7 days", {"cap_hit": "any", "period": "7d"}),
+        ("status=budget_exceeded & cap=max_cost_usd & tag=vip",
+         {"status": "budget_exceeded", "cap_hit": "max_cost_usd", "tag": "vip"}),
+        (f"user ref ({user})", {"q": user}),
+        ("full text: 'refund'", {"q": "refund"}),
+        ("full text, rare: an order id 'A-4242'", {"q": "A-4242"}),
+        ("full text: 'damaged charger' + status=succeeded",
+         {"q": "damaged charger", "status": "succeeded"}),
+        ("quoted phrase '\"damaged charger\"', newest 50", {"q": PHRASE}),
+        ("quoted phrase '\"damaged charger\"', most expensive first",
+         {"q": PHRASE, "sort": "cost"}),
+        ("error_code=worker_lost, 24h", {"error_code": "worker_lost", "period": "24h"}),
+        ("sorted by cost, most expensive first", {"sort": "cost"}),
+        ("cost between $0.01 and $0.02 & agent=demo-support",
+         {"cost_min": "0.01", "cost_max": "0.02", "agent": "demo-support"}),
+        ("no filter (newest 50)", {}),
+    ]  # fmt: skip
+    print()
+    for label, params in lists:
+        path = "/runs/?" + urlencode(params, doseq=True, quote_via=quote)
+        report(f"list: {label}", [client.get(path) for _ in range(args.repeat)], target=150)
+    # A deep page: follow the cursor 20 pages into the unfiltered list, then time that page.
+    import re
+
+    path = "/runs/?status=succeeded"
+    for _ in range(20):
+        html = client.html(path)
+        path = (
+            re.search(
+                r'href="([^"]+)" hx-get="[^"]+" hx-target="#results" hx-swap='
+                r'"outerHTML show:top" rel="next"',
+                html,
+            )
+            .group(1)
+            .replace("&amp;", "&")
+        )
+    report("list: status=succeeded, page 21 (cursor)",
+           [client.get(path) for _ in range(args.repeat)], target=150)  # fmt: skip
+    pages(client, args.repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Time the pages over HTTP on a big database.")
     parser.add_argument("--requests", type=int, default=500, help="lookups to time")
     parser.add_argument("--repeat", type=int, default=50, help="requests per list/page case")
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--in-process-only", action="store_true",
+                        help="skip gunicorn and HTTP: only the in-process cases")  # fmt: skip
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         print("note: DATABASE_URL is not PostgreSQL; the targets are for PostgreSQL")
@@ -268,89 +399,35 @@ def main() -> None:
     )
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
+    in_process = InProcessClient(cookie)
+    if args.in_process_only:
+        run_in_process(in_process, data, args)
+        compare(args.repeat)
+        return
     port = free_port()
     server = start_gunicorn(env, port, args.web_workers)
     # Stop the server on Ctrl-C or a SIGTERM too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        client = Client(port, cookie)
-        ids = data["ids"][: args.requests]
-        for run_id in ids[:50]:  # warm up every worker's connection pool and template cache
-            client.get(f"/runs/{run_id}/")
-            client.get("/runs/?status=failed")
-            client.get(f"/runs/?q={run_id}", expect=(302,))
-            client.get(f"/runs/?q={run_id[:8]}", expect=(302, 200))
-        print(f"\n{'case':<58} times in ms")
-        report("run-ID lookup: search box, full id -> 302",
-               [client.get(f"/runs/?q={i}", expect=(302,)) for i in ids], target=20)  # fmt: skip
-        # Ids are time-ordered: 8 hex digits name a ~65 s window, which a busy database fills
-        # with several runs (the box then lists them); 12 digits name one millisecond.
-        report("run-ID lookup: search box, 12-digit prefix -> 302",
-               [client.get(f"/runs/?q={i[:13]}", expect=(302, 200)) for i in ids])  # fmt: skip
-        report("run-ID lookup: search box, 8-digit prefix -> 302 or list",
-               [client.get(f"/runs/?q={i[:8]}", expect=(302, 200)) for i in ids])  # fmt: skip
-        report("run page of a typical run (/runs/<id>/, timeline)",
-               [client.get(f"/runs/{i}/?view=timeline") for i in ids])  # fmt: skip
-        report("run page of a typical run (support's first view: transcript)",
-               [client.get(f"/runs/{i}/") for i in ids])  # fmt: skip
-        big = data["big"].id
-        report(f"long run page, first view ({data['steps']:,} steps, timeline)",
-               [client.get(f"/runs/{big}/?view=timeline") for _ in range(args.repeat)],
-               target=50)  # fmt: skip
-        report(f"long run page, transcript ({data['steps']:,} steps, first 50 with bodies)",
-               [client.get(f"/runs/{big}/") for _ in range(args.repeat)], target=50)  # fmt: skip
-        report("long run: next page of steps (htmx, on scroll)",
-               [client.get(f"/runs/{big}/steps/?after={99 + 100 * (k % 9)}", htmx=True)
-                for k in range(args.repeat)])  # fmt: skip
-
-        user = data["users"][0]
-        lists = [
-            ("status=failed & agent=demo-broken", {"status": "failed", "agent": "demo-broken"}),
-            ("cap hit (any) in the last 7 days", {"cap_hit": "any", "period": "7d"}),
-            ("status=budget_exceeded & cap=max_cost_usd & tag=vip",
-             {"status": "budget_exceeded", "cap_hit": "max_cost_usd", "tag": "vip"}),
-            (f"user ref ({user})", {"q": user}),
-            ("full text: 'refund'", {"q": "refund"}),
-            ("full text, rare: an order id 'A-4242'", {"q": "A-4242"}),
-            ("full text: 'damaged charger' + status=succeeded",
-             {"q": "damaged charger", "status": "succeeded"}),
-            ("quoted phrase '\"damaged charger\"', newest 50", {"q": PHRASE}),
-            ("quoted phrase '\"damaged charger\"', most expensive first",
-             {"q": PHRASE, "sort": "cost"}),
-            ("error_code=worker_lost, 24h", {"error_code": "worker_lost", "period": "24h"}),
-            ("sorted by cost, most expensive first", {"sort": "cost"}),
-            ("cost between $0.01 and $0.02 & agent=demo-support",
-             {"cost_min": "0.01", "cost_max": "0.02", "agent": "demo-support"}),
-            ("no filter (newest 50)", {}),
-        ]  # fmt: skip
-        print()
-        for label, params in lists:
-            path = "/runs/?" + urlencode(params, doseq=True, quote_via=quote)
-            report(f"list: {label}", [client.get(path) for _ in range(args.repeat)], target=150)
-        # A deep page: follow the cursor 20 pages into the unfiltered list, then time that page.
-        import re
-
-        path = "/runs/?status=succeeded"
-        for _ in range(20):
-            client.conn.request("GET", path, headers=client.headers)
-            html = client.conn.getresponse().read().decode()
-            path = (
-                re.search(
-                    r'href="([^"]+)" hx-get="[^"]+" hx-target="#results" hx-swap='
-                    r'"outerHTML show:top" rel="next"',
-                    html,
-                )
-                .group(1)
-                .replace("&amp;", "&")
-            )
-        report("list: status=succeeded, page 21 (cursor)",
-               [client.get(path) for _ in range(args.repeat)], target=150)  # fmt: skip
-        pages(client, args.repeat)
-        compare(args.repeat)
+        print("\nover HTTP (times measured by the client)")
+        cases(Client(port, cookie), data, args)
     finally:
-        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         os.killpg(server.pid, 15)
         server.wait(timeout=15)
+    run_in_process(in_process, data, args)
+    compare(args.repeat)
+
+
+def run_in_process(client: "InProcessClient", data: dict, args) -> None:
+    global CPU
+    print(f"\nload average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("\nin this process, through Django's test client (server time; cpu: this process's)")
+    CPU = client.cpu
+    try:
+        cases(client, data, args)
+    finally:
+        CPU = None
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ from decimal import Decimal
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from ..engine.caps import SECONDS, USD, cap_named
-from ..views.formatting import duration_text, usd_text
+from ..views.formatting import duration_text, silence_text, usd_text
 from ..views.submission import FIELD, new_token
+from ..views.transcript import fold_html
 
 register = template.Library()
 
@@ -99,13 +101,15 @@ def time_after(value, earlier) -> str:
 
 
 @register.filter
+def fold(text, fold_id="") -> str:
+    """A runs.views.transcript.Text that folds when long, as escaped HTML; `fold_id` keeps the
+    fold as the reader left it across live updates."""
+    return mark_safe(fold_html(text, fold_id))  # noqa: S308 (fold_html escapes every value)
+
+
+@register.filter
 def silence(seconds) -> str:
-    """A quiet worker's silence for a reader: "no heartbeat for 12 s", "… for 4 min"."""
-    if seconds is None:
-        return ""
-    if seconds < 120:
-        return f"no heartbeat for {int(seconds)} s"
-    return f"no heartbeat for {int(seconds) // 60} min"
+    return silence_text(seconds)
 
 
 @register.filter

@@ -22,6 +22,15 @@ def duration_text(ms) -> str:
     return f"{minutes} min {seconds} s"
 
 
+def silence_text(seconds) -> str:
+    """A quiet worker's silence for a reader: "no heartbeat for 12 s", "… for 4 min"."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"no heartbeat for {int(seconds)} s"
+    return f"no heartbeat for {int(seconds) // 60} min"
+
+
 def usd_text(value) -> str:
     """A dollar amount with up to six decimals, at least four: "$0.0125", "$0.000081"."""
     if value is None or value == "":

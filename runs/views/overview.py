@@ -2,7 +2,7 @@
 failing tools; the latest cap hits; how many runs await approval now. Every number links to
 the run list it counts."""
 
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from django.shortcuts import render
 from django.urls import reverse
@@ -39,17 +39,22 @@ def overview(request):
     buckets = stats.runs_over_time(window)
     since, until = buckets[0]["start"], buckets[-1]["end"]
 
+    # Each bar links to its runs: runs_url(since=start, until=end, **filters), made from parts
+    # shared by the four charts (30 days draw 120 bars).
+    list_url = reverse("runs:list")
+    labels = [_label(b["start"], window.unit) for b in buckets]
+    spans = [
+        f"since={quote_plus(b['start'].strftime(TIME_FORMAT))}"
+        f"&until={quote_plus(b['end'].strftime(TIME_FORMAT))}"
+        for b in buckets
+    ]
+
     def series(title, key, **filters):
+        tail = runs_url(**filters).partition("?")[2]
+        tail = f"&{tail}" if tail else ""
+        points = zip(labels, buckets, spans, strict=True)
         return bar_chart(
-            title,
-            [
-                (
-                    _label(b["start"], window.unit),
-                    b[key],
-                    runs_url(since=b["start"], until=b["end"], **filters),
-                )
-                for b in buckets
-            ],
+            title, [(label, b[key], f"{list_url}?{span}{tail}") for label, b, span in points]
         )
 
     charts = [

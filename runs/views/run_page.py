@@ -24,7 +24,7 @@ from ..services.runs import run_cancel as cancel_run
 from .receipt import needs_conversation, run_receipt
 from .runs_list import is_partial
 from .timeline import step_rows
-from .transcript import TranscriptBuilder, with_question
+from .transcript import TranscriptBuilder, entries_html, with_question
 
 REPLAYS_SHOWN = 20
 
@@ -112,7 +112,12 @@ def _transcript_context(run: Run, after: int, question: str) -> dict:
     entries = TranscriptBuilder(previous).entries(steps)
     if after < 0:
         entries = with_question(entries, question)
-    return {"transcript": entries, "transcript_after": after, "transcript_next": next_after}
+    return {
+        "transcript": entries,
+        "transcript_html": entries_html(entries, reverse("runs:steps", args=[run.id])),
+        "transcript_after": after,
+        "transcript_next": next_after,
+    }
 
 
 def _run_transcript(request, run: Run, after: int):

@@ -2,22 +2,74 @@
 works without JavaScript; with htmx, changing a filter swaps only the results and the address
 bar is kept in step (HX-Push-Url)."""
 
+from html import escape
+from urllib.parse import quote
+
 from django.http import QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.safestring import SafeString, mark_safe
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from ..agents import all_agents
 from ..errors import InvalidInput
+from ..models import Run, RunSource
 from ..roles import SUPPORT, role_required
 from ..selectors.runs import DEFAULT_SORT, filters_for_intent, runs_page, search_intent
+from .formatting import duration_text, silence_text, usd_text
 from .forms import ERROR_CODES, RunListForm
 
 PAGE_SIZE = 50
 
 
 DEFAULTS = {"sort": DEFAULT_SORT}
+
+
+_ANY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def run_rows(runs: list[Run]) -> list[SafeString]:
+    """The list's table rows for runs read by `selectors.runs.runs_page`, as HTML. A page shows
+    50 and every value is escaped here (html.escape, as the templates do): made in Python, a row
+    costs a tenth of the same markup as template tags and filters (one URL prefix, no `{% url %}`
+    per row)."""
+    run_url = reverse("runs:run", args=[_ANY_ID])
+    list_url = reverse("runs:list")
+    return [_run_row(run, run_url, list_url) for run in runs]
+
+
+def _run_row(run: Run, run_url: str, list_url: str) -> SafeString:
+    run_id = str(run.id)
+    status = escape(run.status)
+    marks = ""
+    silent = run.no_heartbeat_seconds
+    if silent is not None:
+        marks += f'<br><span class="error">{escape(silence_text(silent))}</span>'
+    if run.cap_hit:
+        marks += f'<br><span class="cap-hit">{escape(run.cap_hit)}</span>'
+    elif run.error_code:
+        marks += f'<br><span class="muted">{escape(run.error_code)}</span>'
+    external = ' <span class="muted">(external)</span>' if run.source == RunSource.EXTERNAL else ""
+    if run.user_ref:
+        user_url = escape(f"{list_url}?q={quote(run.user_ref)}")  # as |urlencode
+        user = f'<a href="{user_url}">{escape(run.user_ref)}</a>'
+    else:
+        user = '<span class="muted">—</span>'
+    created = timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M:%S")
+    return mark_safe(  # noqa: S308 (every value above is escaped)
+        f'<tr>\n<td><a class="mono run-link" href="{escape(run_url.replace(_ANY_ID, run_id))}">'
+        f"{run_id}</a></td>\n"
+        f'<td><span class="status status-{status}">{status}</span>{marks}</td>\n'
+        f'<td class="agent">{escape(run.agent)}{external}</td>\n'
+        f'<td class="user">{user}</td>\n'
+        f'<td class="preview">{escape(run.input_preview or "")}</td>\n'
+        f'<td class="nowrap">{created}</td>\n'
+        f'<td class="num">{escape(duration_text(run.wall_ms))}</td>\n'
+        f'<td class="num">{run.tool_calls}</td>\n'
+        f'<td class="num">{escape(usd_text(run.cost_usd))}</td>\n</tr>\n'
+    )
 
 
 def canonical_query(params: QueryDict, *, drop=("cursor",)) -> QueryDict:
@@ -68,7 +120,7 @@ def run_list(request):
     context = {
         "form": form,
         "intent": intent,
-        "runs": runs,
+        "runs": run_rows(runs),
         "problem": problem,
         "is_later_page": bool(form.cleaned_data.get("cursor")) and problem is None,
         "first_page_url": f"{request.path}?{query.urlencode()}" if query else request.path,

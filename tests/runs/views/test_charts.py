@@ -19,6 +19,20 @@ def test_bar_chart_scales_to_the_tallest_bar_and_keeps_small_ones_visible():
     assert money.total == Decimal("0.75")
 
 
+def test_a_bar_is_drawn_as_an_escaped_link_that_templates_output_as_it_is():
+    from django.template import Context, Template
+
+    chart = bar_chart("Spend", [('<b>"a"</b>', Decimal("0E-8"), "/runs/?a=1&b=<x>")])
+    bar = chart.bars[0]
+    svg = Template("{{ bar.svg }}").render(Context({"bar": bar}))
+    assert svg.startswith(
+        '<a href="/runs/?a=1&amp;b=&lt;x&gt;" aria-label="&lt;b&gt;&quot;a&quot;&lt;/b&gt;: '
+        '0.00000000">\n<title>&lt;b&gt;&quot;a&quot;&lt;/b&gt;: 0.00000000</title>'
+    )
+    assert f'<rect x="{bar.x:.2f}" y="8" width="{bar.width:.2f}" height="114"' in svg
+    assert "<b>" not in svg
+
+
 def test_whole_number_histogram_bins_and_cap_lines():
     chart = histogram("Tool calls", [0, 3, 3, 20, 21], current=20, proposed=5, whole=True)
     # 0..21 in 20 bins: bins 2 wide, 11 of them, [0,2) [2,4) ... [20,22).

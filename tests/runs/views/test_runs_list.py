@@ -34,6 +34,33 @@ def ids_in(response) -> list[str]:
     return [run_id for _, run_id in sorted(found)]
 
 
+def test_each_row_shows_the_run_with_every_value_escaped(support):
+    at = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    capped = make_run(status="budget_exceeded", cap_hit="max_cost_usd",
+                      error_code="budget_exceeded", user_ref="a&b <x>",
+                      input={"q": "<b>bold</b>"}, created_at=at,
+                      wall_ms=1500, tool_calls=7, cost_usd=Decimal("0.0125"))  # fmt: skip
+    failed = make_run(status="failed", error_code="agent_error", user_ref="", source="external",
+                      created_at=at - timedelta(minutes=1))  # fmt: skip
+    html = support.get("/runs/").content.decode()
+    assert (
+        f'<td><a class="mono run-link" href="/runs/{capped.id}/">{capped.id}</a></td>\n'
+        '<td><span class="status status-budget_exceeded">budget_exceeded</span>'
+        '<br><span class="cap-hit">max_cost_usd</span></td>\n'
+        '<td class="agent">demo-support</td>\n'
+        '<td class="user"><a href="/runs/?q=a%26b%20%3Cx%3E">a&amp;b &lt;x&gt;</a></td>\n'
+        '<td class="preview">{&quot;q&quot;: &quot;&lt;b&gt;bold&lt;/b&gt;&quot;}</td>\n'
+        f'<td class="nowrap">{at:%Y-%m-%d %H:%M:%S}</td>\n'
+        '<td class="num">1.50 s</td>\n<td class="num">7</td>\n<td class="num">$0.0125</td>'
+    ) in html
+    assert (
+        '<span class="status status-failed">failed</span><br><span class="muted">agent_error'
+        '</span></td>\n<td class="agent">demo-support <span class="muted">(external)</span></td>'
+        '\n<td class="user"><span class="muted">—</span></td>'
+    ) in html
+    assert ids_in(support.get("/runs/")) == [str(capped.id), str(failed.id)]
+
+
 def test_a_full_id_opens_the_run(support):
     run = make_run()
     response = support.get("/runs/", {"q": f"  {run.id} "})

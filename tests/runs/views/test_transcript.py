@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 from runs.views.transcript import (
     FOLD_CHARS,
+    Entry,
     Text,
     TranscriptBuilder,
+    entries_html,
     main_text,
     messages_of,
     signature,
@@ -106,3 +108,28 @@ def test_long_texts_fold_and_the_question_leads_when_no_model_call_carried_it():
     assert Text.of("line\n" * 20).preview == "line\nline\nline …"
     entries = with_question(TranscriptBuilder().entries([step(0, "tool_call", "t")]), "Why?")
     assert [(e.kind, e.seq) for e in entries] == [("user", None), ("tool", 0)]
+
+
+def test_entries_are_made_as_escaped_markup():
+    hostile = '<img src=x onerror="alert(1)">'
+    entries = [
+        Entry("user", None, text=Text(hostile), key="t-0-0"),
+        Entry("tool", 3, call=Text("f(x=1)", preview="f(…)"), result=Text.of(hostile * 40),
+              sentence="it " + hostile, mark="timed out", duration="2 ms", key="t-3-0"),
+        Entry("stop", 4, label=hostile, sentence="no", key="t-4-0"),
+    ]  # fmt: skip
+    user, tool, stop = entries_html(entries, "/runs/r1/steps/")
+    assert "<img" not in user + tool + stop
+    assert user == (
+        '<li class="t-entry t-user" data-kind="user">\n<span class="t-who">User</span>\n'
+        '<div class="t-text">&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</div>\n</li>\n'
+    )
+    assert (
+        '<a class="t-seq muted small" href="/runs/r1/steps/3/" title="Step #3 as JSON">#3</a>'
+        in tool
+    )
+    assert '<span class="t-mark mark-timed-out" data-testid="call-mark">timed out</span>' in tool
+    assert '<code class="t-call">f(…)</code>' in tool and '<div class="t-text">f(x=1)</div>' in tool
+    assert '<p class="t-sentence">It &lt;img' in tool
+    assert '<details class="fold" id="t-3-0-result" hx-preserve="true">' in tool
+    assert stop.count("&lt;img") == 1 and "<strong>&lt;img" in stop
