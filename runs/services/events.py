@@ -13,6 +13,7 @@ import math
 import re
 import weakref
 
+import msgspec
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -79,11 +80,30 @@ def json_safe(value):
 
 
 def json_text(value) -> str:
-    """`value` as JSON text with the same replacements as `json_safe` (for COPY)."""
+    """`value` as JSON text with the same replacements as `json_safe`."""
     try:
         text = _TEXT.encode(value)
     except ValueError:
         text = _TEXT_LENIENT.encode(_cleaned(value))
+    if "\\u0000" in text:
+        text = _JSON_NUL.sub(r"\1\\ufffd", text)
+    return text
+
+
+# Ten times faster than `json` on a step's values, for COPY into jsonb (which keeps no spacing).
+# It writes NaN and infinity as `null`: a text holding `null` is written by `json_text` instead,
+# which refuses them and stores them as `json_safe` does; so is what msgspec cannot write (a
+# lone surrogate, a key that is neither a string nor a number).
+_FAST_TEXT = msgspec.json.Encoder()
+
+
+def _jsonb_text(value) -> str:
+    try:
+        text = _FAST_TEXT.encode(value).decode()
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return json_text(value)
+    if "null" in text:
+        return json_text(value)
     if "\\u0000" in text:
         text = _JSON_NUL.sub(r"\1\\ufffd", text)
     return text
@@ -198,8 +218,9 @@ def copy_upsert(rows: list[dict], *, update_fields: list[str]) -> None:
             transaction.on_commit(lambda: _SESSIONS_WITH_LOAD_TABLE.add(session))
         with connection.wrap_database_errors:
             with cursor.cursor.copy(f"COPY {_LOAD_TABLE} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(_copy_row(row))
+                # The rows as COPY's text, written at once: psycopg's per-value adaptation
+                # (write_row) cost as much as encoding the rows.
+                copy.write("".join([_copy_line(row) for row in rows]))
         # Emptying the load table and upserting in one statement: nothing is left for a second
         # call in this transaction. The commit then truncates the table (ON COMMIT DELETE ROWS),
         # so the dead rows of one batch are not left for the next thousand to scan past.
@@ -234,20 +255,37 @@ for _column in COLUMNS:
     _COPY_PLAN.append((_column, _kind, _field, _copy_default(_kind, _field)))
 
 
-def _copy_row(row: dict) -> list:
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
+    """One value in COPY's text format (what psycopg's `write_row` writes, value by value)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.translate(_COPY_ESCAPES)
+    return text
+
+
+def _copy_line(row: dict) -> str:
     values = []
     append = values.append
     for column, kind, field, default in _COPY_PLAN:
         if column not in row:
-            append(field.get_default() if default is _PER_ROW else default)
-            continue
-        value = row[column]
-        if value is None:
-            append(None)
-        elif kind == _JSON:
-            append(json_text(value))
-        elif kind == _STR:
-            append(text_safe(value))
+            value = field.get_default() if default is _PER_ROW else default
         else:
-            append(value)
-    return values
+            value = row[column]
+            if value is None:
+                append("\\N")
+                continue
+            if kind == _JSON:
+                # JSON text holds no tab or line break: only its backslashes need escaping.
+                append(_jsonb_text(value).replace("\\", "\\\\"))
+                continue
+            if kind == _STR:
+                value = text_safe(value)
+        append(_copy_value(value))
+    return "\t".join(values) + "\n"
