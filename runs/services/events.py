@@ -248,13 +248,6 @@ def _copy_default(kind: int, field):
     return text_safe(value) if kind == _STR else value
 
 
-_COPY_PLAN = []
-for _column in COLUMNS:
-    _field = _FIELD_OF_COLUMN[_column]
-    _kind = _JSON if _column in _JSON_COLUMNS else _STR if _column in _TEXT_COLUMNS else _ANY
-    _COPY_PLAN.append((_column, _kind, _field, _copy_default(_kind, _field)))
-
-
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -270,22 +263,33 @@ def _copy_value(value) -> str:
     return text
 
 
+# (column, kind, field, its text when a row leaves it out, or _PER_ROW)
+_COPY_PLAN = []
+for _column in COLUMNS:
+    _field = _FIELD_OF_COLUMN[_column]
+    _kind = _JSON if _column in _JSON_COLUMNS else _STR if _column in _TEXT_COLUMNS else _ANY
+    _default = _copy_default(_kind, _field)
+    _missing = _default if _default is _PER_ROW else _copy_value(_default)
+    _COPY_PLAN.append((_column, _kind, _field, _missing))
+_ABSENT = object()
+
+
 def _copy_line(row: dict) -> str:
+    """`row` as one line of COPY's text format, its columns in COLUMNS' order."""
     values = []
     append = values.append
-    for column, kind, field, default in _COPY_PLAN:
-        if column not in row:
-            value = field.get_default() if default is _PER_ROW else default
+    get = row.get
+    for column, kind, field, missing in _COPY_PLAN:
+        value = get(column, _ABSENT)
+        if value is None:
+            append("\\N")
+        elif value is _ABSENT:
+            append(_copy_value(field.get_default()) if missing is _PER_ROW else missing)
+        elif kind == _JSON:
+            # JSON text holds no tab or line break: only its backslashes need escaping.
+            append(_jsonb_text(value).replace("\\", "\\\\"))
+        elif kind == _STR or isinstance(value, str):
+            append(_copy_value(text_safe(value)))
         else:
-            value = row[column]
-            if value is None:
-                append("\\N")
-                continue
-            if kind == _JSON:
-                # JSON text holds no tab or line break: only its backslashes need escaping.
-                append(_jsonb_text(value).replace("\\", "\\\\"))
-                continue
-            if kind == _STR:
-                value = text_safe(value)
-        append(_copy_value(value))
+            append(_copy_value(value))
     return "\t".join(values) + "\n"
