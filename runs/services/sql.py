@@ -39,3 +39,47 @@ def update_by_pk(model, pk, values: dict) -> None:
             f"UPDATE {quoted(model)} SET {assignments} WHERE {quoted(model, meta.pk.name)} = %s",
             params,
         )
+
+
+def read_together(statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    """The rows of each (sql, params), in order. On PostgreSQL the statements travel as one (one
+    round trip; each still reads what was committed before it started, as if sent alone);
+    elsewhere they run one after another."""
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            found = []
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                found.append(cursor.fetchall() if cursor.description else [])
+            return found
+        cursor.execute(
+            "; ".join(sql for sql, _ in statements), [p for _, ps in statements for p in ps]
+        )
+        found = [cursor.fetchall() if cursor.description else []]
+        while cursor.nextset():
+            found.append(cursor.fetchall() if cursor.description else [])
+        return found
+
+
+def instances(model, names, rows) -> list:
+    """`model` instances from `rows` of the columns of fields `names`, each value read through
+    the field's converters as the ORM reads it (what `Model.objects.raw` does)."""
+    fields = [model._meta.get_field(name) for name in names]
+    converting = []
+    for index, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if found:
+            converting.append((index, found, col))
+    # `from_db` takes the values in the model's field order.
+    concrete = {field: index for index, field in enumerate(model._meta.concrete_fields)}
+    order = sorted(range(len(fields)), key=lambda index: concrete[fields[index]])
+    attnames = [fields[index].attname for index in order]
+    out = []
+    for row in rows:
+        row = list(row)
+        for index, converters, col in converting:
+            for convert in converters:
+                row[index] = convert(row[index], col, connection)
+        out.append(model.from_db(connection.alias, attnames, [row[index] for index in order]))
+    return out
