@@ -30,8 +30,8 @@ from ..engine.windows import scopes_of
 from ..models import TERMINAL_STATUSES, Event, EventKind, Run, RunSource, RunStatus
 from .events import json_safe, masked, text_safe
 from .ingest_steps import MAX_COST, StepReads, UsageDelta, step_reads, store_steps
-from .sql import any_of, instances, quoted, read_together, update_by_pk
-from .windows import windows_add_spend
+from .sql import any_of, instances, quoted, read_together, update_by_pk, update_statement
+from .windows import spend_scopes, windows_add_spend, windows_from, windows_query
 
 RUN_FIELDS = (
     "agent",
@@ -88,19 +88,20 @@ def ingest_batch(
             events, external, rejected, reads=reads, content_only=content_only
         )
         _finish_at_last_step({run_id: existing[run_id] for run_id in unended})
-        for run_id in (changed | set(usage) | unended) & external:
-            _save_run(existing[run_id], usage.get(run_id), changed)
+        saves = [
+            _run_update(existing[run_id], usage.get(run_id), changed)
+            for run_id in (changed | set(usage) | unended) & external
+        ]
         prefix = api_key.prefix if api_key is not None else ""
-        windows_add_spend(
-            spends=[
-                (
-                    scopes_of(agent=run.agent, user_ref=run.user_ref, key_prefix=prefix),
-                    usage[run_id].cost_usd,
-                )
-                for run_id, run in existing.items()
-                if run_id in usage and run_id in external
-            ]
-        )
+        spends = [
+            (scopes_of(agent=run.agent, user_ref=run.user_ref, key_prefix=prefix), cost)
+            for run_id, run in existing.items()
+            if run_id in usage and run_id in external and (cost := usage[run_id].cost_usd)
+        ]
+        # The runs' counters and the windows their spend fills: one round trip on PostgreSQL.
+        scopes = spend_scopes(spends)
+        found = read_together(saves + ([windows_query(scopes)] if scopes else []))
+        windows_add_spend(spends=spends, windows=windows_from(found[-1]) if scopes else [])
     return {"runs": accepted_runs, "events": accepted_steps}, rejected
 
 
@@ -288,7 +289,9 @@ def _reject(index: int, item: dict, reason: str) -> dict:
     return {"type": "run", "index": index, "id": str(item.get("id", "")), "reason": reason}
 
 
-def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
+def _run_update(run: Run, usage: UsageDelta | None, changed: set) -> tuple[str, list]:
+    """The UPDATE of a stored run this batch changed: its counters plus what the batch added,
+    its times, and the fields its item sent."""
     fields = {"started_at", "finished_at", "wall_ms"}
     if usage is not None:
         # Under the run's lock: what is stored plus what this batch changed is the sum.
@@ -303,7 +306,7 @@ def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
     if run.id in changed:
         fields.update(RUN_FIELDS)
     run.wall_ms = _wall_ms(run)
-    update_by_pk(Run, run.id, {name: getattr(run, name) for name in fields})
+    return update_statement(Run, run.id, {name: getattr(run, name) for name in fields})
 
 
 def _wall_ms(run: Run) -> int | None:

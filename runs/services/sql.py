@@ -29,22 +29,28 @@ def any_of(model, field_name: str, values) -> tuple[str, list]:
 def update_by_pk(model, pk, values: dict) -> None:
     """UPDATE one row: `values` by field name (what `filter(pk=pk).update(**values)` does for
     plain values)."""
+    sql, params = update_statement(model, pk, values)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def update_statement(model, pk, values: dict) -> tuple[str, list]:
+    """(sql, params) of `update_by_pk(model, pk, values)`, to send with others (`read_together`)."""
     meta = model._meta
     fields = [(meta.get_field(name), value) for name, value in values.items()]
     assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f, _ in fields)
     params = [f.get_db_prep_save(value, connection) for f, value in fields]
     params.append(meta.pk.get_db_prep_value(pk, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quoted(model)} SET {assignments} WHERE {quoted(model, meta.pk.name)} = %s",
-            params,
-        )
+    sql = f"UPDATE {quoted(model)} SET {assignments} WHERE {quoted(model, meta.pk.name)} = %s"
+    return sql, params
 
 
 def read_together(statements: list[tuple[str, list]]) -> list[list[tuple]]:
     """The rows of each (sql, params), in order. On PostgreSQL the statements travel as one (one
     round trip; each still reads what was committed before it started, as if sent alone);
     elsewhere they run one after another."""
+    if not statements:
+        return []
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             found = []
@@ -64,17 +70,7 @@ def read_together(statements: list[tuple[str, list]]) -> list[list[tuple]]:
 def instances(model, names, rows) -> list:
     """`model` instances from `rows` of the columns of fields `names`, each value read through
     the field's converters as the ORM reads it (what `Model.objects.raw` does)."""
-    fields = [model._meta.get_field(name) for name in names]
-    converting = []
-    for index, field in enumerate(fields):
-        col = field.get_col(model._meta.db_table)
-        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-        if found:
-            converting.append((index, found, col))
-    # `from_db` takes the values in the model's field order.
-    concrete = {field: index for index, field in enumerate(model._meta.concrete_fields)}
-    order = sorted(range(len(fields)), key=lambda index: concrete[fields[index]])
-    attnames = [fields[index].attname for index in order]
+    converting, order, attnames = _reading(model, tuple(names), connection.ops)
     out = []
     for row in rows:
         row = list(row)
@@ -83,3 +79,27 @@ def instances(model, names, rows) -> list:
                 row[index] = convert(row[index], col, connection)
         out.append(model.from_db(connection.alias, attnames, [row[index] for index in order]))
     return out
+
+
+_READINGS: dict = {}
+
+
+def _reading(model, names: tuple, ops) -> tuple:
+    """How `instances` reads rows of `names` on a connection (whose `ops` give the converters):
+    worked out once per model, columns and connection."""
+    key = (model, names, ops)
+    found = _READINGS.get(key)
+    if found is None:
+        fields = [model._meta.get_field(name) for name in names]
+        converting = []
+        for index, field in enumerate(fields):
+            col = field.get_col(model._meta.db_table)
+            converters = ops.get_db_converters(col) + col.get_db_converters(connection)
+            if converters:
+                converting.append((index, converters, col))
+        # `from_db` takes the values in the model's field order.
+        concrete = {field: index for index, field in enumerate(model._meta.concrete_fields)}
+        order = sorted(range(len(fields)), key=lambda index: concrete[fields[index]])
+        attnames = [fields[index].attname for index in order]
+        found = _READINGS[key] = (converting, order, attnames)
+    return found
