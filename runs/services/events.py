@@ -12,6 +12,10 @@ import json
 import math
 import re
 import weakref
+from datetime import datetime
+from decimal import Decimal
+from operator import attrgetter
+from uuid import UUID
 
 import msgspec
 from django.conf import settings
@@ -272,6 +276,9 @@ for _column in COLUMNS:
     _missing = _default if _default is _PER_ROW else _copy_value(_default)
     _COPY_PLAN.append((_column, _kind, _field, _missing))
 _ABSENT = object()
+# Values whose text holds nothing COPY would read as its own syntax (a UUID goes as its 32 hex
+# digits, which PostgreSQL reads as well: str() of a UUID is Python code, `hex` one format).
+_PLAIN = {int: str, datetime: str, Decimal: str, UUID: attrgetter("hex")}
 
 
 def _copy_line(row: dict) -> str:
@@ -288,6 +295,8 @@ def _copy_line(row: dict) -> str:
         elif kind == _JSON:
             # JSON text holds no tab or line break: only its backslashes need escaping.
             append(_jsonb_text(value).replace("\\", "\\\\"))
+        elif (plain := _PLAIN.get(type(value))) is not None:
+            append(plain(value))
         elif kind == _STR or isinstance(value, str):
             append(_copy_value(text_safe(value)))
         else:
