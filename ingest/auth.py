@@ -15,7 +15,7 @@ from runs.errors import Forbidden
 from runs.models import ApiKey, ApiScope
 from runs.roles import ADMIN, ENGINEER, SUPPORT, user_role
 from runs.services.keys import api_key_hash
-from runs.services.sql import quoted, update_by_pk
+from runs.services.sql import instances, quoted, read_together, update_by_pk
 
 ROLE_SCOPES = {
     SUPPORT: {ApiScope.RUNS_READ},
@@ -38,19 +38,23 @@ class Principal:
         return ApiScope.ADMIN in self.scopes
 
 
+_KEY_FIELDS = [f.name for f in ApiKey._meta.concrete_fields]
+
+
 class ApiKeyAuth(HttpBearer):
     def authenticate(self, request, token):
         if not token or len(token) > 200:
             return None
         # On every request: one statement without the ORM's query compiler.
-        found = ApiKey.objects.raw(
-            f"SELECT * FROM {quoted(ApiKey)} WHERE {quoted(ApiKey, 'key_hash')} = %s "
-            f"AND {quoted(ApiKey, 'revoked_at')} IS NULL",
-            [api_key_hash(token)],
+        columns = ", ".join(quoted(ApiKey, name) for name in _KEY_FIELDS)
+        sql = (
+            f"SELECT {columns} FROM {quoted(ApiKey)} WHERE {quoted(ApiKey, 'key_hash')} = %s "
+            f"AND {quoted(ApiKey, 'revoked_at')} IS NULL"
         )
-        key = next(iter(found), None)
-        if key is None:
+        found = instances(ApiKey, _KEY_FIELDS, read_together([(sql, [api_key_hash(token)])])[0])
+        if not found:
             return None
+        key = found[0]
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
             update_by_pk(ApiKey, key.id, {"last_used_at": now})

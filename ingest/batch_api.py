@@ -16,6 +16,7 @@ from runs.services.ingest import ingest_batch
 
 from .auth import api_auth, require_scope
 from .batch_body import read_batch
+from .batch_fast import valid_batch
 from .items import EventItem, RunItem, validate_items
 from .schemas import ErrorOut
 from .throttle import throttle
@@ -70,23 +71,13 @@ def ingest(request):
     re-sending an item changes only the fields it carries. The answer means committed."""
     who = require_scope(request, "ingest")
     throttle(request, who)
-    batch = read_batch(request.body)
     max_items = settings.AGENTOPS_INGEST_MAX_ITEMS
-    count = len(batch["runs"]) + len(batch["events"])
-    if count > max_items:
-        raise TooLarge(
-            f"a batch holds at most {max_items} items; this one has {count}",
-            details={"max_items": max_items, "items": count},
-        )
-    if not count:
-        raise InvalidInput("the batch has no runs and no events")
     max_bytes = settings.AGENTOPS_INGEST_MAX_ITEM_BYTES
     rejected: list[dict] = []
-    valid = {}
-    for kind, name, model in (("run", "runs", RunItem), ("event", "events", EventItem)):
-        items = [item for item, _ in batch[name]]
-        sizes = [size for _, size in batch[name]]
-        valid[name] = validate_items(kind, model, items, max_bytes, rejected, sizes)
+    # Most batches are wholly valid: read in one pass; any other is read item by item.
+    valid = valid_batch(request.body, max_items=max_items, max_bytes=max_bytes)
+    if valid is None:
+        valid = _checked_items(request.body, max_items, max_bytes, rejected)
     accepted = {"runs": 0, "events": 0}
     if valid["runs"] or valid["events"]:
         accepted, refused = ingest_batch(
@@ -95,3 +86,23 @@ def ingest(request):
         rejected.extend(refused)
     rejected.sort(key=lambda r: (r["type"] != "run", r["index"]))
     return Status(207 if rejected else 200, {"accepted": accepted, "rejected": rejected})
+
+
+def _checked_items(body: bytes, max_items: int, max_bytes: int, rejected: list) -> dict:
+    """The batch's valid rows, each item checked on its own; each invalid one is appended to
+    `rejected`. Raises for a body that is not a batch, or one with no items or too many."""
+    batch = read_batch(body)
+    count = len(batch["runs"]) + len(batch["events"])
+    if count > max_items:
+        raise TooLarge(
+            f"a batch holds at most {max_items} items; this one has {count}",
+            details={"max_items": max_items, "items": count},
+        )
+    if not count:
+        raise InvalidInput("the batch has no runs and no events")
+    valid = {}
+    for kind, name, model in (("run", "runs", RunItem), ("event", "events", EventItem)):
+        items = [item for item, _ in batch[name]]
+        sizes = [size for _, size in batch[name]]
+        valid[name] = validate_items(kind, model, items, max_bytes, rejected, sizes)
+    return valid

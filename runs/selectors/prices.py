@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ..engine.budget import Price
 from ..models import ModelPrice
-from ..services.sql import any_of, quoted
+from ..services.sql import any_of, instances, quoted, read_together
 
 # A snapshot date at the end of a model id: -YYYYMMDD or -YYYY-MM-DD.
 _DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
@@ -29,16 +29,28 @@ def prices_of(models) -> dict[str, list[tuple]]:
     (effective_from, retired_at, (input, output)) for `price_at`. A dated model id with no
     prices of its own (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`) takes those of its
     undated name."""
+    sql, params, undated = prices_query(models)
+    return prices_from(read_together([(sql, params)])[0], undated)
+
+
+_PRICE_FIELDS = ("id", "model", "effective_from", "retired_at", "input_per_mtok", "output_per_mtok")
+
+
+def prices_query(models) -> tuple[str, list, dict]:
+    """(sql, params, undated) reading what `prices_of(models)` needs, for `prices_from`: sent
+    with other statements, it shares their round trip (`sql.read_together`)."""
     undated = {model: _DATE_SUFFIX.sub("", model) for model in set(models)}
     # Read on every ingest batch with tokens: one statement without the ORM's query compiler.
     where, params = any_of(ModelPrice, "model", sorted({*undated, *undated.values()}))
-    rows = ModelPrice.objects.raw(
-        f"SELECT id, model, effective_from, retired_at, input_per_mtok, output_per_mtok "
-        f"FROM {quoted(ModelPrice)} WHERE {where} ORDER BY effective_from",
-        params,
-    )
+    columns = ", ".join(quoted(ModelPrice, name) for name in _PRICE_FIELDS)
+    sql = f"SELECT {columns} FROM {quoted(ModelPrice)} WHERE {where} ORDER BY effective_from"
+    return sql, params, undated
+
+
+def prices_from(rows: list[tuple], undated: dict) -> dict[str, list[tuple]]:
+    """`prices_of`'s answer from the rows of `prices_query`."""
     found: dict[str, list[tuple]] = {}
-    for row in rows:
+    for row in instances(ModelPrice, _PRICE_FIELDS, rows):
         entry = (row.effective_from, row.retired_at, (row.input_per_mtok, row.output_per_mtok))
         found.setdefault(row.model, []).append(entry)
     return {

@@ -12,7 +12,12 @@ import json
 import math
 import re
 import weakref
+from datetime import datetime
+from decimal import Decimal
+from operator import attrgetter
+from uuid import UUID
 
+import msgspec
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -79,11 +84,30 @@ def json_safe(value):
 
 
 def json_text(value) -> str:
-    """`value` as JSON text with the same replacements as `json_safe` (for COPY)."""
+    """`value` as JSON text with the same replacements as `json_safe`."""
     try:
         text = _TEXT.encode(value)
     except ValueError:
         text = _TEXT_LENIENT.encode(_cleaned(value))
+    if "\\u0000" in text:
+        text = _JSON_NUL.sub(r"\1\\ufffd", text)
+    return text
+
+
+# Ten times faster than `json` on a step's values, for COPY into jsonb (which keeps no spacing).
+# It writes NaN and infinity as `null`: a text holding `null` is written by `json_text` instead,
+# which refuses them and stores them as `json_safe` does; so is what msgspec cannot write (a
+# lone surrogate, a key that is neither a string nor a number).
+_FAST_TEXT = msgspec.json.Encoder()
+
+
+def _jsonb_text(value) -> str:
+    try:
+        text = _FAST_TEXT.encode(value).decode()
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return json_text(value)
+    if "null" in text:
+        return json_text(value)
     if "\\u0000" in text:
         text = _JSON_NUL.sub(r"\1\\ufffd", text)
     return text
@@ -198,8 +222,9 @@ def copy_upsert(rows: list[dict], *, update_fields: list[str]) -> None:
             transaction.on_commit(lambda: _SESSIONS_WITH_LOAD_TABLE.add(session))
         with connection.wrap_database_errors:
             with cursor.cursor.copy(f"COPY {_LOAD_TABLE} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(_copy_row(row))
+                # The rows as COPY's text, written at once: psycopg's per-value adaptation
+                # (write_row) cost as much as encoding the rows.
+                copy.write("".join([_copy_line(row) for row in rows]))
         # Emptying the load table and upserting in one statement: nothing is left for a second
         # call in this transaction. The commit then truncates the table (ON COMMIT DELETE ROWS),
         # so the dead rows of one batch are not left for the next thousand to scan past.
@@ -227,27 +252,53 @@ def _copy_default(kind: int, field):
     return text_safe(value) if kind == _STR else value
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
+    """One value in COPY's text format (what psycopg's `write_row` writes, value by value)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.translate(_COPY_ESCAPES)
+    return text
+
+
+# (column, kind, field, its text when a row leaves it out, or _PER_ROW)
 _COPY_PLAN = []
 for _column in COLUMNS:
     _field = _FIELD_OF_COLUMN[_column]
     _kind = _JSON if _column in _JSON_COLUMNS else _STR if _column in _TEXT_COLUMNS else _ANY
-    _COPY_PLAN.append((_column, _kind, _field, _copy_default(_kind, _field)))
+    _default = _copy_default(_kind, _field)
+    _missing = _default if _default is _PER_ROW else _copy_value(_default)
+    _COPY_PLAN.append((_column, _kind, _field, _missing))
+_ABSENT = object()
+# Values whose text holds nothing COPY would read as its own syntax (a UUID goes as its 32 hex
+# digits, which PostgreSQL reads as well: str() of a UUID is Python code, `hex` one format).
+_PLAIN = {int: str, datetime: str, Decimal: str, UUID: attrgetter("hex")}
 
 
-def _copy_row(row: dict) -> list:
+def _copy_line(row: dict) -> str:
+    """`row` as one line of COPY's text format, its columns in COLUMNS' order."""
     values = []
     append = values.append
-    for column, kind, field, default in _COPY_PLAN:
-        if column not in row:
-            append(field.get_default() if default is _PER_ROW else default)
-            continue
-        value = row[column]
+    get = row.get
+    for column, kind, field, missing in _COPY_PLAN:
+        value = get(column, _ABSENT)
         if value is None:
-            append(None)
+            append("\\N")
+        elif value is _ABSENT:
+            append(_copy_value(field.get_default()) if missing is _PER_ROW else missing)
         elif kind == _JSON:
-            append(json_text(value))
-        elif kind == _STR:
-            append(text_safe(value))
+            # JSON text holds no tab or line break: only its backslashes need escaping.
+            append(_jsonb_text(value).replace("\\", "\\\\"))
+        elif (plain := _PLAIN.get(type(value))) is not None:
+            append(plain(value))
+        elif kind == _STR or isinstance(value, str):
+            append(_copy_value(text_safe(value)))
         else:
-            append(value)
-    return values
+            append(_copy_value(value))
+    return "\t".join(values) + "\n"

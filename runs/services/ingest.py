@@ -29,9 +29,9 @@ from ..engine.budget import STEP_COUNTERS
 from ..engine.windows import scopes_of
 from ..models import TERMINAL_STATUSES, Event, EventKind, Run, RunSource, RunStatus
 from .events import json_safe, masked, text_safe
-from .ingest_steps import MAX_COST, UsageDelta, store_steps
-from .sql import any_of, quoted, update_by_pk
-from .windows import windows_add_spend
+from .ingest_steps import MAX_COST, StepReads, UsageDelta, step_reads, store_steps
+from .sql import any_of, instances, quoted, read_together, update_by_pk, update_statement
+from .windows import spend_scopes, windows_add_spend, windows_from, windows_query
 
 RUN_FIELDS = (
     "agent",
@@ -77,28 +77,31 @@ def ingest_batch(
     rejected: list[dict] = []
     with transaction.atomic():
         run_ids = {r["id"] for r in runs} | {e["run_id"] for e in events}
-        _lock_runs(run_ids)
-        existing = {run.id: run for run in _runs_read(run_ids, whole=bool(runs))}
+        stored_runs, reads = _batch_reads(run_ids, events, whole=bool(runs))
+        existing = {run.id: run for run in stored_runs}
         firsts = _first_step_starts(events)
         accepted_runs, changed, unended = _upsert_runs(
             runs, existing, rejected, replace_run, api_key, firsts
         )
         external = {run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL}
-        accepted_steps, usage = store_steps(events, external, rejected, content_only=content_only)
-        _finish_at_last_step({run_id: existing[run_id] for run_id in unended})
-        for run_id in (changed | set(usage) | unended) & external:
-            _save_run(existing[run_id], usage.get(run_id), changed)
-        prefix = api_key.prefix if api_key is not None else ""
-        windows_add_spend(
-            spends=[
-                (
-                    scopes_of(agent=run.agent, user_ref=run.user_ref, key_prefix=prefix),
-                    usage[run_id].cost_usd,
-                )
-                for run_id, run in existing.items()
-                if run_id in usage and run_id in external
-            ]
+        accepted_steps, usage = store_steps(
+            events, external, rejected, reads=reads, content_only=content_only
         )
+        _finish_at_last_step({run_id: existing[run_id] for run_id in unended})
+        saves = [
+            _run_update(existing[run_id], usage.get(run_id), changed)
+            for run_id in (changed | set(usage) | unended) & external
+        ]
+        prefix = api_key.prefix if api_key is not None else ""
+        spends = [
+            (scopes_of(agent=run.agent, user_ref=run.user_ref, key_prefix=prefix), cost)
+            for run_id, run in existing.items()
+            if run_id in usage and run_id in external and (cost := usage[run_id].cost_usd)
+        ]
+        # The runs' counters and the windows their spend fills: one round trip on PostgreSQL.
+        scopes = spend_scopes(spends)
+        found = read_together(saves + ([windows_query(scopes)] if scopes else []))
+        windows_add_spend(spends=spends, windows=windows_from(found[-1]) if scopes else [])
     return {"runs": accepted_runs, "events": accepted_steps}, rejected
 
 
@@ -146,23 +149,25 @@ _STEP_ONLY_FIELDS = (
 )  # fmt: skip
 
 
-def _runs_read(run_ids, *, whole: bool) -> list[Run]:
-    """The stored runs among `run_ids`; without `whole`, only `_STEP_ONLY_FIELDS` (the JSON
-    columns left unread). One statement, without the ORM's query compiler."""
+def _batch_reads(run_ids, events: list[dict], *, whole: bool) -> tuple[list[Run], StepReads]:
+    """What a batch reads before it writes, in one round trip on PostgreSQL: the lock on its
+    runs first (each statement after it reads what was committed once the lock was held), the
+    stored runs among `run_ids` (without `whole`, only `_STEP_ONLY_FIELDS`: the JSON columns
+    left unread), and its steps' `StepReads`."""
     names = [f.name for f in Run._meta.concrete_fields] if whole else _STEP_ONLY_FIELDS
     columns = ", ".join(quoted(Run, name) for name in names)
     where, params = any_of(Run, "id", run_ids)
-    return list(Run.objects.raw(f"SELECT {columns} FROM {quoted(Run)} WHERE {where}", params))
-
-
-def _lock_runs(run_ids) -> None:
-    if connection.vendor != "postgresql" or not run_ids:
-        return
-    # One 64-bit key per run, locked in ascending order: two batches never wait on each other
-    # in opposite orders. A collision of keys only makes two runs share a lock.
-    keys = sorted({_lock_key(run_id) for run_id in run_ids})
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", [keys])
+    statements = [(f"SELECT {columns} FROM {quoted(Run)} WHERE {where}", params)]
+    if connection.vendor == "postgresql" and run_ids:
+        # One 64-bit key per run, locked in ascending order: two batches never wait on each
+        # other in opposite orders. A collision of keys only makes two runs share a lock.
+        keys = sorted({_lock_key(run_id) for run_id in run_ids})
+        lock = "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k"
+        statements.insert(0, (lock, [keys]))
+    step_statements, step_reads_from = step_reads(events)
+    found = read_together(statements + step_statements)
+    step_rows = found[len(statements) :]
+    return instances(Run, names, found[len(statements) - 1]), step_reads_from(step_rows)
 
 
 def _lock_key(run_id) -> int:
@@ -284,7 +289,9 @@ def _reject(index: int, item: dict, reason: str) -> dict:
     return {"type": "run", "index": index, "id": str(item.get("id", "")), "reason": reason}
 
 
-def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
+def _run_update(run: Run, usage: UsageDelta | None, changed: set) -> tuple[str, list]:
+    """The UPDATE of a stored run this batch changed: its counters plus what the batch added,
+    its times, and the fields its item sent."""
     fields = {"started_at", "finished_at", "wall_ms"}
     if usage is not None:
         # Under the run's lock: what is stored plus what this batch changed is the sum.
@@ -299,7 +306,7 @@ def _save_run(run: Run, usage: UsageDelta | None, changed: set) -> None:
     if run.id in changed:
         fields.update(RUN_FIELDS)
     run.wall_ms = _wall_ms(run)
-    update_by_pk(Run, run.id, {name: getattr(run, name) for name in fields})
+    return update_statement(Run, run.id, {name: getattr(run, name) for name in fields})
 
 
 def _wall_ms(run: Run) -> int | None:

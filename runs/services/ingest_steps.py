@@ -3,7 +3,7 @@ priced, written through `events.events_record`, and what they change in their ru
 Called by `ingest.ingest_batch` inside its transaction, with the runs locked."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -12,13 +12,44 @@ from django.utils import timezone
 
 from ..engine.budget import Usage, cost_of
 from ..models import Event
-from ..selectors.prices import price_at, prices_of
+from ..selectors.prices import price_at, prices_from, prices_of, prices_query
 from .events import COLUMNS, events_record, masked
 
 # The largest value the cost columns hold (14 digits, 6 after the point).
 MAX_COST = Decimal("99999999.999999")
 # Every column of a step, as `values()` names them.
 EVENT_FIELDS = tuple(COLUMNS)
+
+
+@dataclass
+class StepReads:
+    """What `store_steps` reads of the database for a batch (`step_reads`): which of its step ids
+    are stored, each of its runs' last seq, and the prices of the models its steps name."""
+
+    stored_ids: set = field(default_factory=set)
+    last_seq: dict = field(default_factory=dict)
+    prices: dict = field(default_factory=dict)
+    priced: set = field(default_factory=set)  # the models whose prices were read
+
+
+def step_reads(items: list[dict]) -> tuple[list[tuple[str, list]], object]:
+    """The statements that read a batch's `StepReads`, to be sent with the batch's other reads
+    (`sql.read_together`), and the function that makes the StepReads from their rows."""
+    if not items:
+        return [], lambda found: StepReads()
+    ids = list({item["id"] for item in items})
+    statements = [_stored_ids_query(ids, list({item["run_id"] for item in items}))]
+    models = sorted({item["model"] for item in items if item.get("model")})
+    if models:
+        sql, params, undated = prices_query(models)
+        statements.append((sql, params))
+
+    def reads(found: list) -> StepReads:
+        stored, last = _stored_ids_from(found[0])
+        prices = prices_from(found[1], undated) if models else {}
+        return StepReads(set(stored), last, prices, set(models))
+
+    return statements, reads
 
 
 @dataclass
@@ -46,22 +77,25 @@ class UsageDelta(Usage):
 
 
 def store_steps(
-    items: list[dict], known_runs: set, rejected: list, *, content_only: bool = False
+    items: list[dict],
+    known_runs: set,
+    rejected: list,
+    *,
+    reads: StepReads,
+    content_only: bool = False,
 ) -> tuple[int, dict]:
     """Write the steps of known external runs; reject the others. Returns (accepted count,
     {run_id: UsageDelta}).
 
     With `content_only`, an item of a stored step only adds to its content: its `input` and
     `output` fill the step's when empty, or add the messages a stored list lacks; its other
-    fields only serve to create a step not stored yet."""
+    fields only serve to create a step not stored yet. `reads` are the batch's `step_reads`."""
     merged, indexes = _merge_by_id(items, known_runs, rejected)
     _reject_cycles(merged, indexes, rejected)
     accepted = sum(len(positions) for positions in indexes.values())
     if not merged:
         return accepted, {}
-    stored_ids, last_seq = _stored_ids_and_last_seq(
-        list(merged), list({item["run_id"] for item in merged.values()})
-    )
+    stored_ids, last_seq = [i for i in merged if i in reads.stored_ids], reads.last_seq
     stored = {}
     if stored_ids:  # re-sent steps: read them whole to merge into
         rows = Event.objects.filter(id__in=stored_ids).values(*EVENT_FIELDS)
@@ -98,7 +132,7 @@ def store_steps(
         rows.append(row)
         usage.setdefault(row["run_id"], UsageDelta()).add(old, -1)
     rows.extend(_numbered(fresh_by_run, last_seq))
-    _price_missing_costs(rows)
+    _price_missing_costs(rows, reads)
     for row in rows:
         usage.setdefault(row["run_id"], UsageDelta()).add(row)
     events_record(events=rows)
@@ -191,8 +225,8 @@ def _reject(index: int, item: dict, reason: str) -> dict:
     return {"type": "event", "index": index, "id": str(item.get("id", "")), "reason": reason}
 
 
-def _stored_ids_and_last_seq(ids: list, run_ids: list) -> tuple[list, dict]:
-    """Which of `ids` are stored steps, and each run's highest seq: one round trip."""
+def _stored_ids_query(ids: list, run_ids: list) -> tuple[str, list]:
+    """Which of `ids` are stored steps, and each run's highest seq (`_stored_ids_from`)."""
     table = connection.ops.quote_name(Event._meta.db_table)
     if connection.vendor == "postgresql":
         # Each list as one array literal: cheaper to send and to plan than 100 parameters. Each
@@ -211,9 +245,10 @@ def _stored_ids_and_last_seq(ids: list, run_ids: list) -> tuple[list, dict]:
             f"WHERE run_id IN ({', '.join(['%s'] * len(run_ids))}) GROUP BY run_id"
         )
         params = [pk.get_db_prep_value(i, connection) for i in [*ids, *run_ids]]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchall()
+    return sql, params
+
+
+def _stored_ids_from(found: list) -> tuple[list, dict]:
     stored = [uuid.UUID(str(value)) for which, value, _ in found if which == 0]
     last = {
         uuid.UUID(str(value)): seq for which, value, seq in found if which == 1 and seq is not None
@@ -235,9 +270,9 @@ def _numbered(fresh_by_run: dict, last: dict) -> list[dict]:
     return rows
 
 
-def _price_missing_costs(rows: list[dict]) -> None:
+def _price_missing_costs(rows: list[dict], reads: StepReads) -> None:
     """Price each step that carries tokens but no cost at the price in effect when it started
-    (one query for the batch)."""
+    (read with the batch; a model only a stored step named is read here)."""
     unpriced = [
         row
         for row in rows
@@ -247,7 +282,10 @@ def _price_missing_costs(rows: list[dict]) -> None:
     ]
     if not unpriced:
         return
-    prices = prices_of(row["model"] for row in unpriced)
+    prices = reads.prices
+    unread = {row["model"] for row in unpriced} - reads.priced
+    if unread:
+        prices = {**prices, **prices_of(unread)}
     for row in unpriced:
         price = price_at(prices.get(row["model"], []), row["started_at"])[0]
         if price is not None:

@@ -30,6 +30,16 @@ def update_by_pk(model, pk, values: dict, *, only_if: tuple[str, list] | None = 
     """UPDATE one row: `values` by field name (what `filter(pk=pk).update(**values)` does for
     plain values); with `only_if` (a field name and its allowed values), only when the row's
     value is one of them. Returns the number of rows updated."""
+    sql, params = update_statement(model, pk, values, only_if=only_if)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def update_statement(
+    model, pk, values: dict, *, only_if: tuple[str, list] | None = None
+) -> tuple[str, list]:
+    """(sql, params) of `update_by_pk(model, pk, values)`, to send with others (`read_together`)."""
     meta = model._meta
     fields = [(meta.get_field(name), value) for name, value in values.items()]
     assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f, _ in fields)
@@ -40,6 +50,64 @@ def update_by_pk(model, pk, values: dict, *, only_if: tuple[str, list] | None = 
         condition, condition_params = any_of(model, *only_if)
         where += f" AND {condition}"
         params += condition_params
+    return f"UPDATE {quoted(model)} SET {assignments} WHERE {where}", params
+
+
+def read_together(statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    """The rows of each (sql, params), in order. On PostgreSQL the statements travel as one (one
+    round trip; each still reads what was committed before it started, as if sent alone);
+    elsewhere they run one after another."""
+    if not statements:
+        return []
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {quoted(model)} SET {assignments} WHERE {where}", params)
-        return cursor.rowcount
+        if connection.vendor != "postgresql":
+            found = []
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                found.append(cursor.fetchall() if cursor.description else [])
+            return found
+        cursor.execute(
+            "; ".join(sql for sql, _ in statements), [p for _, ps in statements for p in ps]
+        )
+        found = [cursor.fetchall() if cursor.description else []]
+        while cursor.nextset():
+            found.append(cursor.fetchall() if cursor.description else [])
+        return found
+
+
+def instances(model, names, rows) -> list:
+    """`model` instances from `rows` of the columns of fields `names`, each value read through
+    the field's converters as the ORM reads it (what `Model.objects.raw` does)."""
+    converting, order, attnames = _reading(model, tuple(names), connection.ops)
+    out = []
+    for row in rows:
+        row = list(row)
+        for index, converters, col in converting:
+            for convert in converters:
+                row[index] = convert(row[index], col, connection)
+        out.append(model.from_db(connection.alias, attnames, [row[index] for index in order]))
+    return out
+
+
+_READINGS: dict = {}
+
+
+def _reading(model, names: tuple, ops) -> tuple:
+    """How `instances` reads rows of `names` on a connection (whose `ops` give the converters):
+    worked out once per model, columns and connection."""
+    key = (model, names, ops)
+    found = _READINGS.get(key)
+    if found is None:
+        fields = [model._meta.get_field(name) for name in names]
+        converting = []
+        for index, field in enumerate(fields):
+            col = field.get_col(model._meta.db_table)
+            converters = ops.get_db_converters(col) + col.get_db_converters(connection)
+            if converters:
+                converting.append((index, converters, col))
+        # `from_db` takes the values in the model's field order.
+        concrete = {field: index for index, field in enumerate(model._meta.concrete_fields)}
+        order = sorted(range(len(fields)), key=lambda index: concrete[fields[index]])
+        attnames = [fields[index].attname for index in order]
+        found = _READINGS[key] = (converting, order, attnames)
+    return found

@@ -38,7 +38,7 @@ from ..engine.windows import (
 )
 from ..errors import AppError, Conflict, NotFound
 from ..models import CapPolicyChange, SpendReservation, SpendWindow, SpendWindowPeriod
-from .sql import any_of, quoted
+from .sql import any_of, instances, quoted, read_together
 from .webhooks import notify_window, window_exhausted
 
 AUDIT_SCOPE = "spend windows"  # their changes, in the caps audit trail
@@ -180,9 +180,23 @@ def _account_rows(account_ids) -> list:
 def windows_covering(scopes: list[str]) -> list[SpendWindow]:
     """The windows of these scopes, oldest first (on every ingest batch that costs anything:
     one statement without the ORM's query compiler)."""
+    sql, params = windows_query(scopes)
+    return windows_from(read_together([(sql, params)])[0])
+
+
+_WINDOW_FIELDS = [f.name for f in SpendWindow._meta.concrete_fields]
+
+
+def windows_query(scopes: list[str]) -> tuple[str, list]:
+    """(sql, params) reading `windows_covering(scopes)`, to send with other statements
+    (`sql.read_together`); `windows_from` makes the windows of its rows."""
     where, params = any_of(SpendWindow, "scope", scopes)
-    sql = f"SELECT * FROM {quoted(SpendWindow)} WHERE {where} ORDER BY id"
-    return list(SpendWindow.objects.raw(sql, params))
+    columns = ", ".join(quoted(SpendWindow, name) for name in _WINDOW_FIELDS)
+    return f"SELECT {columns} FROM {quoted(SpendWindow)} WHERE {where} ORDER BY id", params
+
+
+def windows_from(rows: list[tuple]) -> list[SpendWindow]:
+    return instances(SpendWindow, _WINDOW_FIELDS, rows)
 
 
 def windows_check_room(*, agent: str, user_ref: str = "", key_prefix: str = "", now=None):
@@ -334,15 +348,24 @@ def _release_in_one_statement(hold_ids: list[int], spent: int) -> list:
         return cursor.fetchall()
 
 
-def windows_add_spend(*, spends: list[tuple[list[str], Decimal]], now=None) -> None:
+def spend_scopes(spends: list[tuple[list[str], Decimal]]) -> list[str]:
+    """The scopes whose windows `windows_add_spend(spends=spends)` reads (none: it reads none)."""
+    return sorted({s for scopes, cost in spends if cost for s in scopes})
+
+
+def windows_add_spend(
+    *, spends: list[tuple[list[str], Decimal]], windows: list | None = None, now=None
+) -> None:
     """Count what ingested runs spent ([(their scopes, cost)]) in the windows covering them, this
     period. They cannot be stopped: this only fills the windows (and so refuses what comes next
-    of runs executed here). A cost may be negative (a step sent again with a lower cost)."""
+    of runs executed here). A cost may be negative (a step sent again with a lower cost).
+    `windows`: those covering `spend_scopes(spends)`, when already read."""
     spends = [(scopes, cost) for scopes, cost in spends if cost]
     if not spends:
         return
     now = now or timezone.now()
-    windows = windows_covering(sorted({s for scopes, _ in spends for s in scopes}))
+    if windows is None:
+        windows = windows_covering(spend_scopes(spends))
     added = []
     for window in windows:
         micros = sum(_signed_micros(c) for scopes, c in spends if window.scope in scopes)

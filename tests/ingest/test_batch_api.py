@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from runs.models import Event, ModelPrice, Run
 from tests.ingest.conftest import post_json
@@ -409,3 +411,22 @@ def test_an_empty_batch_is_invalid(client, ingest_key):
     response = post_json(client, URL, {"runs": [], "events": []}, ingest_key)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_a_batch_reads_its_runs_steps_and_prices_in_one_round_trip(client, ingest_key):
+    """The lock on its runs, the runs, which steps are stored, each run's last seq and the
+    prices travel as one request to PostgreSQL (elsewhere, one statement at a time)."""
+    run_id = uuid.uuid4()
+    post_json(client, URL, {"runs": [run_item(run_id)]}, ingest_key)
+    steps = [
+        event_item(run_id, kind="model_call", model="gpt-4o", input_tokens=10, output_tokens=2)
+        for _ in range(10)
+    ]
+
+    with CaptureQueriesContext(connection) as queries:
+        assert post_json(client, URL, {"events": steps}, ingest_key).status_code == 200
+
+    assert len(steps_of(run_id)) == 10
+    if connection.vendor == "postgresql":
+        (read,) = [q["sql"] for q in queries if "pg_advisory_xact_lock" in q["sql"]]
+        assert '"runs_run"' in read and "MAX(seq)" in read and '"runs_modelprice"' in read

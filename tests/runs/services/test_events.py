@@ -4,6 +4,7 @@ single-row path the runner takes and the bulk path (COPY on PostgreSQL) behave t
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -86,6 +87,40 @@ def test_agent_text_is_masked_and_made_storable_on_both_paths(run, count):
         }
         assert event.output == {"ratio": "nan", "big": "inf", "list": ["-inf", 1.0]}
         assert event.attributes == {"a\\u0000": "backslash-u kept as text"}
+
+
+@pytest.mark.parametrize("count", [1, 20])
+def test_text_that_copy_would_read_as_its_own_syntax_is_stored_as_sent_on_both_paths(run, count):
+    """COPY's text format gives tabs, line breaks, backslashes and `\\N` a meaning of their own;
+    the rows are written as that text, so each must arrive as sent."""
+    hostile = 'a\tb\nc\rd\\e \\N \\t {"q": "x\\"y"} é 😀'
+    batch = rows(
+        run,
+        count,
+        name=hostile[:200],
+        model="\\N",
+        input={"text": hostile, "nested": [hostile, {"k\t": "\\"}], "n": None},
+        output=hostile,
+        error={"message": "\\N"},
+        attributes={"big": 2**70, "small": 1e-7, "neg": -0.0, "t": True, "uni": "\u2028"},
+        input_tokens=7,
+        cost_usd=Decimal("0.000001"),
+    )
+
+    events.events_record(events=batch)
+
+    for event in Event.objects.filter(run=run):
+        assert (event.name, event.model, event.output) == (hostile[:200], "\\N", hostile)
+        assert event.input == {"text": hostile, "nested": [hostile, {"k\t": "\\"}], "n": None}
+        assert event.error == {"message": "\\N"}
+        assert event.attributes == {
+            "big": 2**70,
+            "small": 1e-7,
+            "neg": -0.0,
+            "t": True,
+            "uni": "\u2028",
+        }
+        assert (event.input_tokens, event.cost_usd) == (7, Decimal("0.000001"))
 
 
 def test_a_step_given_twice_in_one_call_is_written_once_with_its_last_fields(run):
