@@ -144,27 +144,24 @@ def _sent(item: Struct, fields) -> dict:
     return {name: value for name in fields if (value := getattr(item, name)) is not UNSET}
 
 
-def _times(row: dict, names) -> None:
-    for name in names:
+def _timed_row(item: Struct, fields, times, end: str) -> dict:
+    """The item's sent fields, its times parsed; one that ends before it starts is unusual."""
+    row = _sent(item, fields)
+    for name in times:
         if name in row and row[name] is not None:
             row[name] = _in_range(_DATETIME.validate_python(row[name]))
-
-
-def _run_row(item: _Run) -> dict:
-    row = _sent(item, _RUN_FIELDS)
-    _times(row, _RUN_TIMES)
-    started, finished = row.get("started_at"), row.get("finished_at")
-    if started and finished and finished < started:
+    started, ended = row.get("started_at"), row.get(end)
+    if started and ended and ended < started:
         raise _Unusual
     return row
 
 
+def _run_row(item: _Run) -> dict:
+    return _timed_row(item, _RUN_FIELDS, _RUN_TIMES, "finished_at")
+
+
 def _event_row(item: _Event) -> dict:
-    row = _sent(item, _EVENT_FIELDS)
-    _times(row, _EVENT_TIMES)
-    started, ended = row.get("started_at"), row.get("ended_at")
-    if started and ended and ended < started:
-        raise _Unusual
+    row = _timed_row(item, _EVENT_FIELDS, _EVENT_TIMES, "ended_at")
     if row.get("parent_id") == item.id:
         raise _Unusual
     if "cost_usd" in row:

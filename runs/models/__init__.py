@@ -400,7 +400,7 @@ class SpendReservation(models.Model):
 class IdempotencyKey(models.Model):
     """A client's `Idempotency-Key` (or a page form's one-time token) and the run it created, so
     a retry of the same request returns that run instead of starting another. Kept 24 h; a
-    `pending` row is a request under way (abandoned after a minute)."""
+    `pending` row is a request under way (abandoned after ten seconds)."""
 
     owner = models.CharField(max_length=100)  # "key:<api key id>" or "user:<user id>"
     key = models.CharField(max_length=255)

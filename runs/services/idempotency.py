@@ -4,9 +4,11 @@ the run the first request created, instead of a second run (as Stripe's `Idempot
 A key is taken by inserting a `pending` row before the run is created; the run and the row's
 `done` are committed together. So of two requests with one key at once, one creates the run and
 the other is told to retry (409, Retry-After: 1); a request that is refused (bad input, a spend
-window) leaves no key behind; a `pending` row older than a minute was abandoned (its process
-died) and is taken over. The same key with another body is an error (422
-`idempotency_key_reused`), not a silent answer about a different request.
+window) leaves no key behind; a `pending` row older than ABANDONED_AFTER was abandoned (its
+process died, or the database went away under it) and is taken over. A request whose row was
+taken over meanwhile does not finish: its run is rolled back and it is told to retry, so a slow
+request and the one that took over its key never both create a run. The same key with another
+body is an error (422 `idempotency_key_reused`), not a silent answer about a different request.
 """
 
 import hashlib
@@ -21,7 +23,9 @@ from ..errors import Conflict, InvalidInput
 from ..models import IdempotencyKey, Run
 
 KEEP = timedelta(hours=24)
-ABANDONED_AFTER = timedelta(minutes=1)
+# A run is created in milliseconds; a client retrying a request that died with its key pending
+# (a web process killed, a database restart) gets its answer this soon, not after a minute.
+ABANDONED_AFTER = timedelta(seconds=10)
 MAX_KEY_LENGTH = 255
 PENDING, DONE = "pending", "done"
 
@@ -58,12 +62,14 @@ def run_create_once(
     row = _take(owner, key, fingerprint, now)
     if row.state == DONE:
         return Run.objects.get(id=row.run_id), True
+    ours = IdempotencyKey.objects.filter(pk=row.pk, state=PENDING, created_at=row.created_at)
     try:
         with transaction.atomic():
             run = create()
-            IdempotencyKey.objects.filter(pk=row.pk).update(state=DONE, run=run)
+            if not ours.update(state=DONE, run=run):  # taken over: this request was too slow
+                raise KeyInUse("a request with this Idempotency-Key is under way; retry shortly")
     except BaseException:
-        IdempotencyKey.objects.filter(pk=row.pk, state=PENDING).delete()
+        ours.delete()
         raise
     return run, False
 

@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from runs.models import IdempotencyKey, Run
-from runs.services.idempotency import idempotency_keys_prune, run_create_once
+from runs.services import idempotency
+from runs.services.idempotency import KeyInUse, idempotency_keys_prune, run_create_once
 from runs.services.runs import run_create
 from tests.ingest.conftest import post_json
 from tests.runs.run_rows import finished_run
@@ -98,16 +99,40 @@ def test_a_request_under_way_with_the_same_key_is_409_retry_after(
     assert start(client, key).json()["id"] == first.json()["id"]  # once it is done
 
 
-def test_an_abandoned_pending_key_is_taken_over_after_a_minute(no_enqueue):
-    old = timezone.now() - timedelta(seconds=61)
-    IdempotencyKey.objects.create(owner="key:1", key="k", fingerprint="f", created_at=old)
-    run, replayed = run_create_once(
-        owner="key:1",
-        key="k",
-        fingerprint="f",
-        create=lambda: run_create(agent="demo-support", input={}),
+def create_once(create=None):
+    create = create or (lambda: run_create(agent="demo-support", input={}))
+    return run_create_once(owner="key:1", key="k", fingerprint="f", create=create)
+
+
+def test_an_abandoned_pending_key_is_taken_over_after_ten_seconds(no_enqueue):
+    # A request that died with its key pending (its web process killed, the database gone under
+    # it): a client retrying gets its run within seconds, not after a minute of 409s.
+    now = timezone.now()
+    row = IdempotencyKey.objects.create(
+        owner="key:1", key="k", fingerprint="f", created_at=now - timedelta(seconds=9)
     )
+    with pytest.raises(KeyInUse):
+        create_once()
+    IdempotencyKey.objects.filter(pk=row.pk).update(created_at=now - timedelta(seconds=11))
+    run, replayed = create_once()
     assert not replayed and IdempotencyKey.objects.get().run_id == run.id
+
+
+def test_a_request_whose_key_was_taken_over_meanwhile_creates_nothing(no_enqueue, monkeypatch):
+    real_take = idempotency._take
+
+    def take_then_stall(*args):  # while this request stalls, a retry takes its key over
+        row = real_take(*args)
+        later = row.created_at + idempotency.ABANDONED_AFTER + timedelta(seconds=1)
+        IdempotencyKey.objects.filter(pk=row.pk).update(created_at=later)
+        return row
+
+    monkeypatch.setattr(idempotency, "_take", take_then_stall)
+    with pytest.raises(KeyInUse):
+        create_once()
+    assert not Run.objects.exists()  # its run was rolled back
+    taken = IdempotencyKey.objects.get()  # and the row is the retry's, left for it to finish
+    assert taken.state == "pending" and taken.run_id is None
 
 
 def test_a_key_is_kept_24_hours(client, key, no_enqueue):
