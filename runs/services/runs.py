@@ -28,7 +28,7 @@ from ..models import ACTIVE_STATUSES, TERMINAL_STATUSES, ApiKey, Event, Run, Run
 from ..selectors.caps import cap_policies_for
 from .approvals import approvals_close_run
 from .events import masked
-from .sql import quoted, update_by_pk
+from .sql import quoted, update_by_pk, update_statement
 from .webhooks import notify_run
 from .windows import windows_check_room, windows_release_run
 
@@ -198,21 +198,14 @@ def run_claim_queued(*, run_id, worker: str) -> Run | None:
         "worker": worker,
         "attempt": 1,
     }
-    meta = Run._meta
-    sets = ", ".join(f"{quoted(Run, name)} = %s" for name in values)
-    params = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items()]
-    params += [meta.pk.get_db_prep_value(run_id, connection), RunStatus.QUEUED]
+    update, params = update_statement(Run, run_id, values, only_if=("status", [RunStatus.QUEUED]))
     table = quoted(Run)
-    columns = ", ".join(f"{table}.{quoted(Run, f.name)}" for f in meta.concrete_fields)
+    columns = ", ".join(f"{table}.{quoted(Run, f.name)}" for f in Run._meta.concrete_fields)
     prefix = (
         f"(SELECT {quoted(ApiKey, 'prefix')} FROM {quoted(ApiKey)} WHERE {quoted(ApiKey)}."
         f"{quoted(ApiKey, 'id')} = {table}.{quoted(Run, 'api_key')}) AS key_prefix"
     )
-    sql = (
-        f"UPDATE {table} SET {sets} WHERE {quoted(Run, 'id')} = %s AND {quoted(Run, 'status')} = %s"
-        f" RETURNING {columns}, {prefix}"
-    )
-    claimed = list(Run.objects.raw(sql, params))
+    claimed = list(Run.objects.raw(f"{update} RETURNING {columns}, {prefix}", params))
     if not claimed:
         return None
     run = claimed[0]
@@ -228,12 +221,10 @@ def run_claim(*, run_id, worker: str, safe_to_retry: bool) -> Run | None:
     A run found `running` with a stale heartbeat was started by an attempt whose worker died; it
     ends `lost` (worker_lost) unless its agent is safe to retry, so a run never runs twice.
     """
+    claimed = run_claim_queued(run_id=run_id, worker=worker)
+    if claimed is not None:
+        return claimed
     now = timezone.now()
-    claimed = Run.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker, attempt=1
-    )
-    if claimed:
-        return Run.objects.get(id=run_id)
     run = Run.objects.filter(id=run_id).first()
     if run is None or run.status not in ACTIVE_STATUSES:
         return None
