@@ -6,7 +6,7 @@ One batch is one transaction: a thousand runs waiting on their tools write their
 round trips and commits a second instead of thousands, and one run's 500 quick steps in a handful.
 What a page shows while a run runs is kept: a finished step waits at most `FLUSH_S` once the
 runner calls in (the heartbeat thread writes for an agent that computes without calling in), a
-step still running when the runner checks in (every 0.2 s while it waits) is written at once as
+step still running when the runner checks in (0.2 s into a wait, then each second) is written as
 running, and a run is finished only after all its steps are written.
 """
 
@@ -266,7 +266,7 @@ class DbRecorder:
         self.writer.queue(run_id=self.run_id, usage=usage)
 
     def cancel_requested(self) -> bool:
-        # Called before every step and every 0.2 s while a call is awaited: steps still running
+        # Called before every step and between the slices of a wait: steps still running
         # by now are written, so what hangs is visible.
         if self._unwritten:
             batch = self.writer.queue([dict(row) for row in self._unwritten.values()])
