@@ -8,8 +8,10 @@ import socket
 from datetime import timedelta
 
 from celery import shared_task
-from celery.signals import beat_init, worker_init, worker_ready
+from celery.signals import beat_init, worker_init, worker_process_init, worker_ready
 from django.conf import settings
+
+from agentops.heap import freeze_startup_objects
 
 from . import worker
 from .services import retention, rollups, runs, webhooks
@@ -83,6 +85,13 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     # beat: runs whose worker died are ended, runs whose message was lost are sent.
     sender.app.send_task("runs.reap", queue=sender.app.conf.task_default_queue)
     sender.app.send_task("runs.dispatch", queue=sender.app.conf.task_default_queue)
+    # Loaded: the threads pool runs the runs in this process (see agentops.heap).
+    freeze_startup_objects()
+
+
+@worker_process_init.connect
+def _on_worker_process_init(sender=None, **kwargs) -> None:
+    freeze_startup_objects()  # a prefork pool's child, loaded
 
 
 @beat_init.connect
