@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench_ingest import postgres_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -184,9 +186,12 @@ def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> Non
         run_create(agent="bench-io", input={"calls": calls, "seconds": seconds}).id
         for _ in range(n)
     ]
+    database = urlsplit(os.environ["DATABASE_URL"]).path.lstrip("/")
+    postgres_before = postgres_cpu(database)
     workers = [start_worker(concurrency=-(-n // processes)) for _ in range(processes)]
     try:
         done = wait_all(ids, 600)
+        postgres_s = postgres_cpu(database) - postgres_before
         split = [process_cpu_s(proc.pid, split=True) for proc in workers]
         user_s, system_s = sum(u for u, _ in split), sum(s for _, s in split)
         cpu_s = user_s + system_s
@@ -214,6 +219,8 @@ def bench_concurrency(n: int, calls: int, seconds: float, processes: int) -> Non
           f"first start to last end {span:.1f} s")  # fmt: skip
     print(f"  worker CPU: {cpu_s:.1f} s in all ({system_s:.1f} s in the kernel), "
           f"{cpu_s * 1000 / n:.1f} ms per run (start-up included)")  # fmt: skip
+    print(f"  PostgreSQL CPU (this database's sessions): {postgres_s:.1f} s, "
+          f"{postgres_s * 1000 / n:.1f} ms per run")  # fmt: skip
 
 
 def bench_windows(runs: int, calls: int) -> None:
