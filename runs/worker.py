@@ -38,7 +38,14 @@ from .services.recording import (
     release_connection,
     step_writer,
 )
-from .services.runs import run_claim, run_claim_queued, run_finish, run_scopes, runs_heartbeat
+from .services.runs import (
+    run_claim,
+    run_claim_queued,
+    run_finish,
+    run_scopes,
+    run_usage_update,
+    runs_heartbeat,
+)
 from .services.windows import DbSpendGuard
 
 log = logging.getLogger(__name__)
@@ -151,8 +158,8 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
             clock=clock,
             sleep=sleep,
         )
-        recorder.flush()  # every step is in the table before the run is finished
-        run_finish(
+        recorder.flush(counters=False)  # every step is in the table before the run is finished
+        finished = run_finish(
             run_id=run.id,
             status=outcome.status,
             output=outcome.output,
@@ -160,6 +167,8 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
             usage=outcome.usage,
             holds=guard.reserved,
         )
+        if not finished and outcome.usage is not None:  # ended meanwhile (cancelled, reaped)
+            run_usage_update(run_id=run.id, usage=outcome.usage)
     except Exception as exc:
         # The recording itself failed (database gone, a bug): end the run visibly, not silently.
         log.exception("run %s could not be recorded", run.id)
@@ -181,8 +190,9 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
 
 class Heartbeat:
     """One thread per worker process for every run it executes. Every interval it stamps
-    `heartbeat_at` on all of them in one UPDATE and reads which of them were asked to cancel in
-    one SELECT, then sets those runs' cancel events. A run's liveness therefore does not depend
+    `heartbeat_at` in one UPDATE on those whose counters no batch wrote within the interval (a
+    batch stamps the runs it writes), reads which of them were asked to cancel in one SELECT,
+    then sets those runs' cancel events. A run's liveness therefore does not depend
     on what its agent code is doing, and a cancel reaches the runner within about an interval
     without the runner touching the database."""
 
@@ -207,6 +217,7 @@ class Heartbeat:
     def unwatch(self, run_id) -> None:
         with self._lock:
             self._watched.pop(str(run_id), None)
+        step_writer.forget(run_id)
 
     @staticmethod
     def write_waiting(writer: StepWriter) -> None:
@@ -221,7 +232,10 @@ class Heartbeat:
         if not watched:
             return
         ids = list(watched)
-        runs_heartbeat(ids)
+        # A run whose counters a batch wrote within the interval had its heartbeat then.
+        stale = [run_id for run_id in ids if not step_writer.written_within(run_id, self.interval)]
+        if stale:
+            runs_heartbeat(stale)
         asked = Run.objects.filter(id__in=ids, cancel_requested_at__isnull=False).values_list(
             "id", flat=True
         )

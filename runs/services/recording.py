@@ -61,6 +61,7 @@ class StepWriter:
         self._collecting = 1  # the number of the batch being collected
         self._written = 0  # the last batch number written
         self._errors: dict = {}  # run id -> why its rows wait again
+        self._beats: dict = {}  # run id (str) -> when a batch last wrote its counters
 
     def queue(self, rows=(), *, run_id=None, usage: Usage | None = None) -> int:
         """Queue step rows and/or a run's counters; the number of the batch they joined."""
@@ -75,6 +76,20 @@ class StepWriter:
 
     def waiting(self) -> int:
         return len(self._rows)
+
+    def written_within(self, run_id, seconds: float) -> bool:
+        """Whether a batch wrote `run_id`'s counters, and so its heartbeat, within `seconds`."""
+        written = self._beats.get(str(run_id))
+        return written is not None and self._clock() - written < seconds
+
+    def forget(self, run_id) -> None:
+        """Drop what this writer remembers of a run that ended (`written_since`)."""
+        self._beats.pop(str(run_id), None)
+
+    def drop_counters(self, run_id) -> None:
+        """Forget `run_id`'s waiting counters: what writes the run's end writes them."""
+        with self._lock:
+            self._usage.pop(run_id, None)
 
     def waited(self, seconds: float) -> bool:
         since = self._since
@@ -119,11 +134,15 @@ class StepWriter:
                     self._more = False
                     for run in {r["run_id"] for r in rows.values()} | set(usage):
                         self._errors.pop(run, None)
+                written_at = self._clock()
                 try:
                     failed = self._write_all(rows, usage)
                 finally:
                     release_connection()
                 with self._lock:
+                    for run in usage:
+                        if run not in failed:
+                            self._beats[str(run)] = written_at
                     for run, (run_rows, run_usage, exc) in failed.items():
                         # Back to wait, behind anything newer queued meanwhile.
                         for row in run_rows:
@@ -183,7 +202,9 @@ class StepWriter:
             if rows:
                 events_record(events=rows)
             if usage:
-                runs_usage_update(usage)
+                # A run's counters written by its worker say it is alive as well as a heartbeat
+                # does: the heartbeat then leaves the run alone for an interval (worker.Heartbeat).
+                runs_usage_update(usage, heartbeat_at=timezone.now())
 
 
 # The one writer of this worker process.
@@ -276,8 +297,11 @@ class DbRecorder:
             self.writer.write(run_id=self.run_id, wait=False)
         return self._cancelled.is_set()
 
-    def flush(self) -> None:
-        """Return once every step and counter of this run queued so far is written."""
+    def flush(self, *, counters: bool = True) -> None:
+        """Return once every step and counter of this run queued so far is written; without
+        `counters`, its waiting counters are dropped instead (the run's finish writes them)."""
+        if not counters:
+            self.writer.drop_counters(self.run_id)
         self.writer.write(self.writer.queue(), run_id=self.run_id)
 
     def discard(self) -> None:

@@ -331,22 +331,24 @@ def run_usage_update(*, run_id, usage) -> None:
     Run.objects.filter(id=run_id).update(**usage.fields())
 
 
-def runs_usage_update(usages: dict) -> None:
-    """Several runs' counters (run id -> Usage) in one statement."""
+def runs_usage_update(usages: dict, *, heartbeat_at=None) -> None:
+    """Several runs' counters (run id -> Usage) in one statement; with `heartbeat_at`, their
+    heartbeat stamped too."""
+    stamp = {} if heartbeat_at is None else {"heartbeat_at": heartbeat_at}
     if len(usages) == 1:
         [(run_id, usage)] = usages.items()
-        run_usage_update(run_id=run_id, usage=usage)
+        Run.objects.filter(id=run_id).update(**usage.fields(), **stamp)
     elif usages:
         # One UPDATE per run sent together (executemany: one pipeline on PostgreSQL), without
         # building ORM expressions for each.
         names = list(next(iter(usages.values())).fields())
-        fields = [Run._meta.get_field(name) for name in names]
+        fields = [Run._meta.get_field(name) for name in [*names, *stamp]]
         quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
         sql = f"UPDATE {quote(Run._meta.db_table)} SET {sets} WHERE {quote('id')} = %s"
         pk = Run._meta.pk
         params = [
-            [f.get_db_prep_save(usage.fields()[f.name], connection) for f in fields]
+            [f.get_db_prep_save({**usage.fields(), **stamp}[f.name], connection) for f in fields]
             + [pk.get_db_prep_value(run_id, connection)]
             # In one order, so two batches (or a batch and a finish) cannot deadlock.
             for run_id, usage in sorted(usages.items(), key=lambda item: str(item[0]))

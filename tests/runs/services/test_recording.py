@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import runs.services.recording as recording
+import runs.worker as worker
 from runs.engine.budget import Usage
 from runs.engine.caps import Caps
 from runs.models import Event, Run
@@ -176,3 +177,50 @@ def test_a_finished_run_has_every_step_written_in_batches(monkeypatch, writes):
     assert writes == [FLUSH_ROWS, FLUSH_ROWS, 1]
     assert set(run.events.values_list("status", flat=True)) == {"ok"}
     assert sorted(run.events.values_list("seq", flat=True)) == list(range(steps))
+
+
+def test_a_batch_stamps_the_heartbeat_of_the_runs_it_writes_and_the_heartbeat_skips_them(
+    monkeypatch, clock
+):
+    writer = StepWriter(clock=clock)
+    monkeypatch.setattr(recording, "step_writer", writer)
+    monkeypatch.setattr(worker, "step_writer", writer)
+    written, silent = recorder_of(writer), recorder_of(writer)
+    Run.objects.update(heartbeat_at=None)
+    beat = Heartbeat(interval=1.0)
+    for run_id in (written.run_id, silent.run_id):
+        beat._watched[str(run_id)] = threading.Event()
+    written.usage_changed(Usage(tool_calls=1))
+    written.flush()
+    stamped = Run.objects.get(id=written.run_id).heartbeat_at
+    assert stamped is not None  # the batch's UPDATE of its counters stamped it
+    clock.now = 0.9
+    beat.beat_once()  # within the interval: only the run no batch wrote is stamped
+    beats = dict(Run.objects.values_list("id", "heartbeat_at"))
+    assert beats[written.run_id] == stamped and beats[silent.run_id] is not None
+    clock.now = 1.0
+    beat.beat_once()  # an interval later it is stamped again
+    assert Run.objects.get(id=written.run_id).heartbeat_at > stamped
+    beat.unwatch(written.run_id)
+    assert not writer.written_within(written.run_id, 10.0)
+
+
+def test_a_finished_runs_counters_are_written_by_its_finish_alone(monkeypatch):
+    monkeypatch.setattr(recording, "step_writer", StepWriter(clock=lambda: 0.0))  # no time passes
+    run = Run.objects.create(
+        agent="test-steps", status="queued", input={"steps": 3, "seconds": 0},
+        caps=Caps().to_dict(),
+    )  # fmt: skip
+    counters = []  # the runs each batch wrote the counters of
+    original = recording.runs_usage_update
+
+    def counted(usages, **kwargs):
+        counters.append(set(usages))
+        return original(usages, **kwargs)
+
+    monkeypatch.setattr(recording, "runs_usage_update", counted)
+    run_execute(run_id=run.id, worker="test")
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.events.count() == 3
+    assert (run.tool_calls, run.wall_ms is not None) == (3, True)  # written by the finish
+    assert counters == []  # the last batch left them to it
