@@ -83,7 +83,7 @@ class StepWriter:
         return written is not None and self._clock() - written < seconds
 
     def forget(self, run_id) -> None:
-        """Drop what this writer remembers of a run that ended (`written_since`)."""
+        """Drop what this writer remembers of a run that ended (`written_within`)."""
         self._beats.pop(str(run_id), None)
 
     def drop_counters(self, run_id) -> None:

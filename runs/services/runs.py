@@ -28,7 +28,7 @@ from ..models import ACTIVE_STATUSES, TERMINAL_STATUSES, ApiKey, Event, Run, Run
 from ..selectors.caps import cap_policies_for
 from .approvals import approvals_close_run
 from .events import masked
-from .sql import quoted, update_by_pk, update_statement
+from .sql import instances, quoted, update_by_pk, update_statement
 from .webhooks import notify_run
 from .windows import windows_check_room, windows_release_run
 
@@ -199,19 +199,34 @@ def run_claim_queued(*, run_id, worker: str) -> Run | None:
         "attempt": 1,
     }
     update, params = update_statement(Run, run_id, values, only_if=("status", [RunStatus.QUEUED]))
-    table = quoted(Run)
-    columns = ", ".join(f"{table}.{quoted(Run, f.name)}" for f in Run._meta.concrete_fields)
-    prefix = (
-        f"(SELECT {quoted(ApiKey, 'prefix')} FROM {quoted(ApiKey)} WHERE {quoted(ApiKey)}."
-        f"{quoted(ApiKey, 'id')} = {table}.{quoted(Run, 'api_key')}) AS key_prefix"
-    )
-    claimed = list(Run.objects.raw(f"{update} RETURNING {columns}, {prefix}", params))
-    if not claimed:
+    with connection.cursor() as cursor:
+        cursor.execute(f"{update} RETURNING {_claim_returning()}", params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    run = claimed[0]
-    run.key_prefix = run.key_prefix or ""
+    [run] = instances(Run, _RUN_FIELDS, [row[:-1]])
+    run.key_prefix = row[-1] or ""
     run.fresh = True
     return run
+
+
+_RUN_FIELDS = [f.name for f in Run._meta.concrete_fields]
+_RETURNING: dict = {}
+
+
+def _claim_returning() -> str:
+    """What the claim returns: every column of the run and its key's prefix (written once per
+    database vendor)."""
+    text = _RETURNING.get(connection.vendor)
+    if text is None:
+        table = quoted(Run)
+        columns = ", ".join(f"{table}.{quoted(Run, name)}" for name in _RUN_FIELDS)
+        prefix = (
+            f"(SELECT {quoted(ApiKey, 'prefix')} FROM {quoted(ApiKey)} WHERE {quoted(ApiKey)}."
+            f"{quoted(ApiKey, 'id')} = {table}.{quoted(Run, 'api_key')}) AS key_prefix"
+        )
+        text = _RETURNING[connection.vendor] = f"{columns}, {prefix}"
+    return text
 
 
 def run_claim(*, run_id, worker: str, safe_to_retry: bool) -> Run | None:
@@ -347,12 +362,14 @@ def runs_usage_update(usages: dict, *, heartbeat_at=None) -> None:
         sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
         sql = f"UPDATE {quote(Run._meta.db_table)} SET {sets} WHERE {quote('id')} = %s"
         pk = Run._meta.pk
-        params = [
-            [f.get_db_prep_save({**usage.fields(), **stamp}[f.name], connection) for f in fields]
-            + [pk.get_db_prep_value(run_id, connection)]
-            # In one order, so two batches (or a batch and a finish) cannot deadlock.
-            for run_id, usage in sorted(usages.items(), key=lambda item: str(item[0]))
-        ]
+        params = []
+        # In one order, so two batches (or a batch and a finish) cannot deadlock.
+        for run_id, usage in sorted(usages.items(), key=lambda item: str(item[0])):
+            values = {**usage.fields(), **stamp}
+            params.append(
+                [f.get_db_prep_save(values[f.name], connection) for f in fields]
+                + [pk.get_db_prep_value(run_id, connection)]
+            )
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
 
