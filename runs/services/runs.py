@@ -314,6 +314,10 @@ def run_finish(
     }
     if usage is not None:
         fields.update(usage.fields())
+    if not holds and status not in RUN_STATUS_EVENTS:
+        # Nothing to write with it (the usual success): one statement, its own commit, instead
+        # of BEGIN, the UPDATE and COMMIT in three round trips.
+        return bool(update_by_pk(Run, run_id, fields, only_if=("status", ACTIVE_STATUSES)))
     with transaction.atomic():
         finished = update_by_pk(Run, run_id, fields, only_if=("status", ACTIVE_STATUSES))
         if holds:

@@ -3,7 +3,7 @@ statements per batch, each ~0.3–0.5 ms of Python through the ORM). The values 
 each field's own preparation, and rows read back through `Model.objects.raw`, which applies the
 fields' converters: the same values the ORM would write and read, on PostgreSQL and SQLite."""
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
 def quoted(model, field_name: str | None = None) -> str:
@@ -40,17 +40,28 @@ def update_statement(
     model, pk, values: dict, *, only_if: tuple[str, list] | None = None
 ) -> tuple[str, list]:
     """(sql, params) of `update_by_pk(model, pk, values)`, to send with others (`read_together`)."""
-    meta = model._meta
-    fields = [(meta.get_field(name), value) for name, value in values.items()]
-    assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f, _ in fields)
-    params = [f.get_db_prep_save(value, connection) for f, value in fields]
-    params.append(meta.pk.get_db_prep_value(pk, connection))
-    where = f"{quoted(model, meta.pk.name)} = %s"
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each use of the proxy is a lookup
+    key = (model, tuple(values), db.vendor)
+    known = _UPDATES.get(key)
+    if known is None:  # the statement's text and fields, worked out once per set of columns
+        meta = model._meta
+        fields = [meta.get_field(name) for name in values]
+        assignments = ", ".join(f"{db.ops.quote_name(f.column)} = %s" for f in fields)
+        head = f"UPDATE {quoted(model)} SET {assignments} WHERE {quoted(model, meta.pk.name)} = %s"
+        known = _UPDATES[key] = (head, fields, meta.pk)
+    head, fields, pk_field = known
+    values_in_order = zip(fields, values.values(), strict=True)
+    params = [field.get_db_prep_save(value, db) for field, value in values_in_order]
+    params.append(pk_field.get_db_prep_value(pk, db))
+    where = ""
     if only_if is not None:
         condition, condition_params = any_of(model, *only_if)
-        where += f" AND {condition}"
+        where = f" AND {condition}"
         params += condition_params
-    return f"UPDATE {quoted(model)} SET {assignments} WHERE {where}", params
+    return head + where, params
+
+
+_UPDATES: dict = {}
 
 
 def read_together(statements: list[tuple[str, list]]) -> list[list[tuple]]:
