@@ -9,11 +9,12 @@ import re
 from json.decoder import scanstring
 
 from runs.errors import AppError, InvalidInput
+from runs.services.events import MAX_JSON_DEPTH, nesting_depth
 
 LISTS = ("runs", "events")
 # Deeper items are rejected (each alone): agents' JSON is far shallower, and walking deeper
 # structures (masking, encoding) would exhaust Python's recursion limit.
-MAX_DEPTH = 100
+MAX_DEPTH = MAX_JSON_DEPTH
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -98,7 +99,7 @@ def _items(text: str, pos: int, into: list) -> int:
         item, end = _DECODER.raw_decode(text, pos)
         chunk = text[pos:end]
         # Only an item with that many brackets at all can be that deep: count (C speed) first.
-        if chunk.count("[") + chunk.count("{") > MAX_DEPTH and _depth(item) > MAX_DEPTH:
+        if chunk.count("[") + chunk.count("{") > MAX_DEPTH and nesting_depth(item) > MAX_DEPTH:
             item = TooDeep(item)
         into.append((item, len(chunk.encode())))
         pos = _skip(text, end)
@@ -107,18 +108,6 @@ def _items(text: str, pos: int, into: list) -> int:
         if not text.startswith(",", pos):
             raise ValueError(f"expected ',' or ']' at character {pos}")
         pos = _skip(text, pos + 1)
-
-
-def _depth(value) -> int:
-    """Nesting depth of a decoded JSON value, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth)
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
 
 
 def _end(text: str, pos: int, out: dict) -> dict:

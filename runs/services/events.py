@@ -113,6 +113,23 @@ def _jsonb_text(value) -> str:
     return text
 
 
+# How deep JSON a client sends (a run's input, an ingested item) may nest: deeper is refused by
+# its measured depth, before any recursive walk (masking, encoding, a serializer) overflows.
+MAX_JSON_DEPTH = 100
+
+
+def nesting_depth(value) -> int:
+    """Nesting depth of a decoded JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def _cleaned(value):
     if isinstance(value, str):
         return text_safe(value)

@@ -26,6 +26,7 @@ from ..engine.tools import all_tools
 from ..models import GLOBAL_SCOPE, RunSource, RunStatus
 from ..selectors.caps import DEFAULT_BACKTEST_RUNS
 from ..selectors.runs import DEFAULT_SORT, SORTS, RunFilters
+from ..services.events import MAX_JSON_DEPTH, nesting_depth
 
 ERROR_CODES = (
     "budget_exceeded", "agent_error", "provider_error", "cancelled", "worker_lost",
@@ -134,10 +135,16 @@ class StartRunForm(forms.Form):
             self.fields[cap.name] = cap_field(cap, placeholder="the agent's")
 
     def clean_input(self):
+        deep = forms.ValidationError(f"Nested more than {MAX_JSON_DEPTH} levels deep.")
         try:
-            return json.loads(self.cleaned_data["input"])
+            value = json.loads(self.cleaned_data["input"])
+        except RecursionError:
+            raise deep from None
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if nesting_depth(value) > MAX_JSON_DEPTH:
+            raise deep
+        return value
 
     def clean_tags(self):
         raw = self.cleaned_data.get("tags") or ""

@@ -77,3 +77,22 @@ def test_a_value_the_database_refuses_is_answered_422_not_500(rf):
     body = json.loads(response.content)["error"]
     assert body["code"] == "invalid_input"
     assert body["details"] == {"reason": "time zone displacement out of range"}
+
+
+@pytest.mark.parametrize("field", ["input", "metadata"])
+def test_a_run_nested_past_100_levels_is_422_at_101_and_taken_at_100(client, make_key, field):
+    # Refused by its measured depth, not by whichever walk of it overflows first: before, the
+    # same body was a 422 or, after some other requests in the process, a 500.
+    key = make_key("runs:write")
+
+    def nested(levels: int) -> str:  # an object holding lists: `levels` deep in all
+        lists = "[" * (levels - 1) + "1" + "]" * (levels - 1)
+        return json.dumps({"agent": "demo-support", field: {"a": "x"}}).replace('"x"', lists)
+
+    refused = post_json(client, "/api/v1/runs", nested(101), key)
+    assert refused.status_code == 422
+    assert refused.json()["error"] == {
+        "code": "invalid_input", "message": f"{field} is nested more than 100 levels deep",
+        "details": None,
+    }  # fmt: skip
+    assert post_json(client, "/api/v1/runs", nested(100), key).status_code == 202

@@ -164,3 +164,14 @@ def test_the_start_form_reports_bad_input_and_caps_it_may_not_raise(client, make
         "/agents/start/", {"agent": "demo-loop", "input": "{}", "max_tool_calls": "500"}
     )
     assert ok.status_code == 302 and Run.objects.get().caps["max_tool_calls"] == 500
+
+
+@pytest.mark.parametrize("levels", [101, 100_000])
+def test_the_start_form_refuses_input_nested_past_100_levels(client, make_user, levels):
+    login(client, make_user, "engineer")
+    nested = "[" * levels + "]" * levels
+    deep = client.post("/agents/start/", {"agent": "demo-loop", "input": nested})
+    assert deep.status_code == 422  # 100,000 levels overflowed the JSON decoder: it was a 500
+    assert "Nested more than 100 levels deep." in deep.content.decode()
+    taken = client.post("/agents/start/", {"agent": "demo-loop", "input": "[" * 100 + "]" * 100})
+    assert taken.status_code == 302 and Run.objects.count() == 1
