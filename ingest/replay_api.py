@@ -12,7 +12,7 @@ from runs.services.replay import run_replay
 
 from .auth import api_auth, require_scope
 from .idempotency import start_once
-from .schemas import ErrorOut, RunAccepted
+from .schemas import ErrorOut, RunAccepted, refuse_deep_json
 
 router = Router(auth=api_auth, tags=["runs"])
 
@@ -36,6 +36,7 @@ def replay(request, ref: str, body: ReplayIn, response: HttpResponse):
     re-executed here (an external run, or one still running). Honours `Idempotency-Key` as
     POST /runs does."""
     who = require_scope(request, "runs:write")
+    refuse_deep_json(body)
     original = run_get(ref=ref)
 
     def create():

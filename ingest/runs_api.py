@@ -10,7 +10,7 @@ from django.urls import reverse
 from ninja import Query, Router, Schema, Status
 from pydantic import Field, field_validator
 
-from runs.errors import InvalidInput, TooLarge
+from runs.errors import TooLarge
 from runs.models import RunSource, RunStatus
 from runs.selectors.approvals import approval_open
 from runs.selectors.runs import (
@@ -21,7 +21,6 @@ from runs.selectors.runs import (
     run_usage_against_caps,
     runs_page,
 )
-from runs.services.events import MAX_JSON_DEPTH, nesting_depth
 from runs.services.runs import run_cancel as cancel_run
 from runs.services.runs import run_create
 
@@ -38,6 +37,7 @@ from .schemas import (
     RunPage,
     RunStatusOut,
     RunSummaryOut,
+    refuse_deep_json,
 )
 
 router = Router(auth=api_auth, tags=["runs"])
@@ -58,11 +58,8 @@ def run_start(request, body: RunCreateIn, response: HttpResponse):
     broker is down (the run is sent once it is back). With an `Idempotency-Key` header, a retry
     within 24 h answers with the first request's run (header `Idempotent-Replayed: true`)."""
     who = require_scope(request, "runs:write")
+    refuse_deep_json(body)
     for name in ("input", "metadata"):
-        # Measured without recursion first: how deep Python's own walks can go depends on the
-        # stack already in use, and pydantic's serializer stops at a depth of its own.
-        if nesting_depth(getattr(body, name)) > MAX_JSON_DEPTH:
-            raise InvalidInput(f"{name} is nested more than {MAX_JSON_DEPTH} levels deep")
         if _json_size(getattr(body, name)) > MAX_JSON_BYTES:
             raise TooLarge(f"{name} is larger than {MAX_JSON_BYTES} bytes")
 

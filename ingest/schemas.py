@@ -8,9 +8,19 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import Field, field_validator
 
-from runs.services.events import json_safe
+from runs.errors import InvalidInput
+from runs.services.events import MAX_JSON_DEPTH, json_safe, nesting_depth
 
 MAX_JSON_BYTES = 256 * 1024
+
+
+def refuse_deep_json(body: Schema) -> None:
+    """422 for a field of `body` nested more than MAX_JSON_DEPTH levels, measured without
+    recursion: how deep Python's own walks can go depends on the stack already in use, and
+    pydantic's serializer stops at a depth of its own (a 500, not a 422)."""
+    for name, value in body:
+        if nesting_depth(value) > MAX_JSON_DEPTH:
+            raise InvalidInput(f"{name} is nested more than {MAX_JSON_DEPTH} levels deep")
 
 
 class ErrorBody(Schema):

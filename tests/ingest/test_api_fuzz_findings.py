@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from runs.models import Run
 from tests.ingest.conftest import post_json
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +97,13 @@ def test_a_run_nested_past_100_levels_is_422_at_101_and_taken_at_100(client, mak
         "details": None,
     }  # fmt: skip
     assert post_json(client, "/api/v1/runs", nested(100), key).status_code == 202
+
+
+def test_a_replay_whose_caps_nest_past_100_levels_is_422_not_500(client, make_key):
+    run = Run.objects.create(agent="demo-support", status="succeeded")
+    caps = "[" * 900 + "1" + "]" * 900  # pydantic's serializer gave up on it: a 500
+    body = json.dumps({"mode": "live", "caps": {"x": "deep"}}).replace('"deep"', caps)
+    response = post_json(client, f"/api/v1/runs/{run.id}/replay", body, make_key("runs:write"))
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "caps is nested more than 100 levels deep"
+    assert Run.objects.count() == 1
