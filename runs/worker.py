@@ -43,8 +43,8 @@ from .services.runs import (
     run_claim_queued,
     run_finish,
     run_scopes,
-    run_usage_update,
     runs_heartbeat,
+    runs_usage_update,
 )
 from .services.windows import DbSpendGuard
 
@@ -168,7 +168,7 @@ def run_execute(*, run_id, worker: str, clock=time.monotonic, sleep=time.sleep) 
             holds=guard.reserved,
         )
         if not finished and outcome.usage is not None:  # ended meanwhile (cancelled, reaped)
-            run_usage_update(run_id=run.id, usage=outcome.usage)
+            runs_usage_update({run.id: outcome.usage})
     except Exception as exc:
         # The recording itself failed (database gone, a bug): end the run visibly, not silently.
         log.exception("run %s could not be recorded", run.id)

@@ -41,7 +41,6 @@ from ..models import Run
 
 CONFIG = "simple"
 INDEX_NAME = "run_search_phrases"  # on the stored words and pairs (migration 0012)
-PHRASE_INDEX_NAME = INDEX_NAME
 UNPAIRED = " unpaired"  # the marker of migration 0012; no word or pair has a leading space
 # Up to this many estimated matches, the GIN index goes first (see the module doc). Walking the
 # created_at index instead expects to test about limit × runs / matches rows: at this bound on a

@@ -346,10 +346,6 @@ def runs_heartbeat(run_ids: list) -> None:
         )
 
 
-def run_usage_update(*, run_id, usage) -> None:
-    Run.objects.filter(id=run_id).update(**usage.fields())
-
-
 def runs_usage_update(usages: dict, *, heartbeat_at=None) -> None:
     """Several runs' counters (run id -> Usage) in one statement; with `heartbeat_at`, their
     heartbeat stamped too."""

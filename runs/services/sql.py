@@ -1,7 +1,8 @@
 """Small helpers for the hot paths that skip the ORM's query compiler (ingest sends several
 statements per batch, each ~0.3–0.5 ms of Python through the ORM). The values still go through
-each field's own preparation, and rows read back through `Model.objects.raw`, which applies the
-fields' converters: the same values the ORM would write and read, on PostgreSQL and SQLite."""
+each field's own preparation, and rows are read back through `instances`, which applies the
+fields' converters as `Model.objects.raw` does: the same values the ORM would write and read, on
+PostgreSQL and SQLite."""
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 

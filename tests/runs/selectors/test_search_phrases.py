@@ -8,7 +8,7 @@ from django.db import connection
 
 from runs.models import Run
 from runs.selectors.runs import RunFilters, runs_filtered, runs_page
-from runs.selectors.search import PHRASE_INDEX_NAME, pairs_of_query, phrase_pairs
+from runs.selectors.search import INDEX_NAME, pairs_of_query, phrase_pairs
 from runs.services.ingest import external_runs_fill_io
 from runs.services.runs import run_finish
 from tests.ingest.conftest import post_json
@@ -96,7 +96,7 @@ def test_a_phrase_query_uses_the_pair_index():
         sql, params = qs.query.sql_with_params()
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert PHRASE_INDEX_NAME in plan, plan
+    assert INDEX_NAME in plan, plan
 
 
 @postgres_only
