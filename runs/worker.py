@@ -31,13 +31,7 @@ from .selectors.prices import PriceCache
 from .selectors.replay import recording_of
 from .services.approvals import DbApprovals
 from .services.events import masked
-from .services.recording import (
-    FLUSH_S,
-    DbRecorder,
-    StepWriter,
-    release_connection,
-    step_writer,
-)
+from .services.recording import DbRecorder, release_connection, step_writer
 from .services.runs import (
     run_claim,
     run_claim_queued,
@@ -219,13 +213,6 @@ class Heartbeat:
             self._watched.pop(str(run_id), None)
         step_writer.forget(run_id)
 
-    @staticmethod
-    def write_waiting(writer: StepWriter) -> None:
-        """Write what waited past FLUSH_S: an agent computing for long without calling the runner
-        does not hold back its finished steps."""
-        if writer.waited(FLUSH_S):
-            writer.write(wait=False)
-
     def beat_once(self) -> None:
         with self._lock:
             watched = dict(self._watched)
@@ -251,7 +238,6 @@ class Heartbeat:
                 close_old_connections()
                 self.beat_once()
                 release_connection()
-                self.write_waiting(step_writer)
             except Exception:  # a database hiccup must not end the heartbeat thread
                 log.exception("heartbeat failed; retrying")
                 connection.close()

@@ -41,9 +41,10 @@ from .windows import SpendGuard, WindowRefused
 if TYPE_CHECKING:
     from ..agents import AgentSpec
 
-# A wait's first slice (a call still running then is written as running) and the next ones (a
-# cancel, which the heartbeat brings each second, is seen; a thousand waiting runs wake seldom).
-POLL_S, POLL_LONG_S = 0.2, 1.0
+# A wait's slices: between them a cancel (which the heartbeat brings each second) is seen. A
+# thousand waiting runs wake seldom; what they record is written by their recorder, not on their
+# wake-ups (services.recording).
+POLL_S = 1.0
 
 
 class Context:
@@ -395,14 +396,12 @@ class Context:
     def _wait(self, call: Call, end: float | None) -> str:
         """Wait for `call` in slices; "done", or why we stopped waiting: "cancel", "deadline"
         (the run's wall clock) or "timeout" (the clock reached `end`)."""
-        poll_s = POLL_S
         while True:
-            slice_s = min(poll_s, max(0.0, self._budget.deadline_remaining()))
+            slice_s = min(POLL_S, max(0.0, self._budget.deadline_remaining()))
             if end is not None:
                 slice_s = min(slice_s, max(0.0, end - self._clock()))
             if call.wait(slice_s):
                 return "done"
-            poll_s = POLL_LONG_S
             if self._recorder.cancel_requested():
                 return "cancel"
             if self._budget.deadline_remaining() <= 0:

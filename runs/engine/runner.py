@@ -4,10 +4,9 @@ recorder).
 
 The agent is `fn(ctx, input) -> output` and reaches the world only through `ctx` (DESIGN §7).
 Tools and model calls run in other threads; the run's own thread waits for them in slices
-(`context.POLL_S`, then `POLL_LONG_S`), checking the deadline and `recorder.cancel_requested()`
-between slices, so a hanging call never holds the run. Every recorder method is called from the
-thread that called `execute`, never from another thread (a Django recorder can use its connection
-as usual).
+(`context.POLL_S`), checking the deadline and `recorder.cancel_requested()` between slices, so a
+hanging call never holds the run. Every recorder method is called from the thread that called
+`execute`, never from another thread (a Django recorder can use its connection as usual).
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ through `events_record` (the one write path for steps, shared with ingest).
 
 One batch is one transaction: a thousand runs waiting on their tools write their steps in a few
 round trips and commits a second instead of thousands, and one run's 500 quick steps in a handful.
-What a page shows while a run runs is kept: a finished step waits at most `FLUSH_S` once the
-runner calls in (the heartbeat thread writes for an agent that computes without calling in), a
-step still running when the runner checks in (0.2 s into a wait, then each second) is written as
-running, and a run is finished only after all its steps are written.
+What a page shows while a run runs is kept: a finished step waits about `FLUSH_S` at most, a
+step still running `RUNNING_AFTER_S` after it started is written as running then, and a run is
+finished only after all its steps are written. The process's writer thread (`StepWriter.tick`,
+every `TICK_S` while anything runs or waits) does both, so the runs' own threads need not wake
+to have their steps written: a thousand runs waiting on their tools sleep until the tools answer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -29,8 +31,10 @@ from .runs import runs_usage_update
 
 log = logging.getLogger(__name__)
 
-FLUSH_S = 0.2  # the longest a finished step (or a run's counters) waits once the runner calls in
+FLUSH_S = 0.2  # about the longest a finished step (or a run's counters) waits for its batch
 FLUSH_ROWS = 100  # steps waiting in the process that make a batch without waiting longer
+RUNNING_AFTER_S = 0.2  # a step still running this long after it started is written as running
+TICK_S = 0.05  # how often the writer's thread looks, while steps run or wait
 
 
 def release_connection() -> None:
@@ -46,12 +50,18 @@ class StepWriter:
     counters (by run) of one worker process, and the batches that write them.
 
     Whatever is queued joins the batch being collected; `write(batch)` returns once that batch
-    is in the table (so runs calling in together share one transaction). Thread-safe.
+    is in the table (so runs calling in together share one transaction). Steps that started are
+    `begun` here too: `tick` queues those still running after RUNNING_AFTER_S. With `tick_s`, a
+    thread of its own ticks every `tick_s` while steps run or wait. Thread-safe.
     """
 
-    def __init__(self, *, clock=time.monotonic):
+    def __init__(self, *, clock=time.monotonic, tick_s: float | None = None):
         self._clock = clock
         self._lock = threading.Lock()  # guards what waits
+        self._stirred = threading.Condition(self._lock)  # something began or waits: tick
+        self._tick_s = tick_s
+        self._ticker: threading.Thread | None = None
+        self._running: OrderedDict = OrderedDict()  # step id -> (its running row, when begun)
         self._busy = False  # a thread is writing batches
         self._done: dict = {}  # batch number -> set once written (for the threads waiting)
         self._more = False  # a write was asked for while one was under way
@@ -64,15 +74,74 @@ class StepWriter:
         self._beats: dict = {}  # run id (str) -> when a batch last wrote its counters
 
     def queue(self, rows=(), *, run_id=None, usage: Usage | None = None) -> int:
-        """Queue step rows and/or a run's counters; the number of the batch they joined."""
+        """Queue step rows and/or a run's counters; the number of the batch they joined. A row
+        replaces the running one of its step, written or not."""
         with self._lock:
             if (rows or usage is not None) and self._since is None:
                 self._since = self._clock()
+                self._stir()
             for row in rows:
                 self._rows[row["id"]] = row
+                self._running.pop(row["id"], None)
             if usage is not None:
                 self._usage[run_id] = usage
             return self._collecting
+
+    def begun(self, row: dict) -> None:
+        """A step started (`row`, status running, never changed afterwards): `tick` queues it if
+        it still runs RUNNING_AFTER_S later."""
+        with self._lock:
+            self._running[row["id"]] = (row, self._clock())
+            self._stir()
+
+    def running_now(self, step_ids) -> int | None:
+        """Queue these steps' running rows now (those not yet queued or ended); the number of the
+        batch they joined, or None when there were none."""
+        with self._lock:
+            found = [self._running.pop(step_id, None) for step_id in step_ids]
+            rows = [entry[0] for entry in found if entry is not None]
+        return self.queue(rows) if rows else None
+
+    def tick(self) -> None:
+        """Queue the steps still running RUNNING_AFTER_S after they began, and write them with
+        whatever waits; or write what waited FLUSH_S."""
+        now = self._clock()
+        with self._lock:
+            due = []
+            while self._running:
+                step_id, (row, begun) = next(iter(self._running.items()))
+                if now - begun < RUNNING_AFTER_S:
+                    break  # begun in order: the rest began later
+                self._running.popitem(last=False)
+                due.append(row)
+        if due:
+            self.queue(due)
+        if due or self.waited(FLUSH_S):
+            self.write(wait=False)
+
+    def _stir(self) -> None:
+        """(Lock held.) Wake the ticking thread, starting it if there is none (or it did not
+        survive a fork)."""
+        if self._tick_s is None:
+            return
+        if self._ticker is None or not self._ticker.is_alive():
+            self._ticker = threading.Thread(
+                target=self._tick_forever, name="agentops-step-writer", daemon=True
+            )
+            self._ticker.start()
+        self._stirred.notify()
+
+    def _tick_forever(self) -> None:
+        while True:
+            with self._lock:
+                while not self._running and self._since is None:
+                    self._stirred.wait()
+            time.sleep(self._tick_s)
+            try:
+                self.tick()
+            except Exception:  # a database hiccup must not end the thread; what waits waits on
+                log.exception("writing steps failed; retrying")
+                connection.close()
 
     def waiting(self) -> int:
         return len(self._rows)
@@ -170,6 +239,8 @@ class StepWriter:
         """Forget what waits for `run_id` (a run whose writes keep failing)."""
         with self._lock:
             self._rows = {k: r for k, r in self._rows.items() if r["run_id"] != run_id}
+            for step_id in [k for k, (r, _) in self._running.items() if r["run_id"] == run_id]:
+                del self._running[step_id]
             self._usage.pop(run_id, None)
             self._errors.pop(run_id, None)
 
@@ -208,17 +279,18 @@ class StepWriter:
 
 
 # The one writer of this worker process.
-step_writer = StepWriter()
+step_writer = StepWriter(tick_s=TICK_S)
 
 
 class DbRecorder:
     """The runner's Recorder for one run, writing through a `StepWriter`.
 
     A step that ends quickly is written once, complete, with the next batch. A step still running
-    when the runner next checks in is written then with status `running` (and whatever waits),
-    and rewritten whole when it ends: a hanging call is visible while it hangs, and a fast one
-    costs a share of a batch. The run's counters go with the batches too. Cancel requests arrive
-    through the heartbeat thread (`cancelled`).
+    RUNNING_AFTER_S after it started (or when the runner checks in: an approval's wait is
+    visible at once) is written then with status `running` (and whatever waits), and rewritten
+    whole when it ends: a hanging call is visible while it hangs, and a fast one costs a share of
+    a batch. The run's counters go with the batches too. Cancel requests arrive through the
+    heartbeat thread (`cancelled`).
     """
 
     def __init__(self, run: Run, cancelled: threading.Event, *, writer: StepWriter | None = None):
@@ -231,7 +303,7 @@ class DbRecorder:
             last = Event.objects.filter(run_id=run.id).aggregate(m=Max("seq"))["m"]
             self._next_seq = 0 if last is None else last + 1
         self._open: dict = {}  # step id -> its row
-        self._unwritten: dict = {}  # started steps not yet in the table
+        self._unwritten: set = set()  # started steps this recorder has not had queued
 
     def step_started(self, kind, name, *, input=None, model="", parent=None, attributes=None):
         row = {
@@ -249,7 +321,8 @@ class DbRecorder:
         }
         self._next_seq += 1
         self._open[row["id"]] = row
-        self._unwritten[row["id"]] = row
+        self._unwritten.add(row["id"])
+        self.writer.begun(row)
         return row["id"]
 
     def step_ended(
@@ -264,9 +337,9 @@ class DbRecorder:
         cost_usd=None,
         attributes=None,
     ):
-        row = self._open.pop(ref)
-        self._unwritten.pop(ref, None)
-        row.update(
+        self._unwritten.discard(ref)
+        row = dict(
+            self._open.pop(ref),  # a new row: the writer's thread may be reading the running one
             status=status,
             ended_at=timezone.now(),
             output=output,
@@ -287,11 +360,12 @@ class DbRecorder:
         self.writer.queue(run_id=self.run_id, usage=usage)
 
     def cancel_requested(self) -> bool:
-        # Called before every step and between the slices of a wait: steps still running
-        # by now are written, so what hangs is visible.
-        if self._unwritten:
-            batch = self.writer.queue([dict(row) for row in self._unwritten.values()])
-            self._unwritten.clear()
+        # Called before every step and between the slices of a wait: this run's steps still
+        # running are written now if the writer's thread has not yet (an approval's wait, which
+        # checks in as it begins, is visible at once).
+        batch = self.writer.running_now(self._unwritten) if self._unwritten else None
+        self._unwritten.clear()
+        if batch is not None:
             self.writer.write(batch, run_id=self.run_id, wait=False)
         elif self.writer.waited(FLUSH_S):
             self.writer.write(run_id=self.run_id, wait=False)

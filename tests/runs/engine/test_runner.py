@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 
 from runs.agents import AgentSpec
+from runs.engine import context
 from runs.engine.caps import Caps
 from runs.engine.recorder import MemoryRecorder
 from runs.engine.runner import execute
@@ -317,7 +318,9 @@ def test_a_per_tool_timeout_in_the_caps_wins_over_the_declared_one():
     assert outcome.output == "finished"
 
 
-def test_a_hanging_step_is_visible_while_it_hangs():
+def test_the_runner_checks_in_between_slices_while_a_call_hangs(monkeypatch):
+    # (A database recorder writes a hanging step as running on its own: services.recording.)
+    monkeypatch.setattr(context, "POLL_S", 0.1)
     seen = []
 
     def watch(rec):

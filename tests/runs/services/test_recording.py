@@ -1,9 +1,10 @@
 """runs.services.recording: a worker process writes its runs' steps and counters in batches,
-without hiding what a page shows while a run runs (a finished step appears within FLUSH_S of the
-runner calling in, a step still running when the runner checks in appears as running, a finished
-run has every step)."""
+without hiding what a page shows while a run runs (a finished step appears within about FLUSH_S,
+a step still running RUNNING_AFTER_S after it began appears as running, a finished run has every
+step), and without waking the runs' threads to do it."""
 
 import threading
+import time
 
 import pytest
 
@@ -12,7 +13,13 @@ import runs.worker as worker
 from runs.engine.budget import Usage
 from runs.engine.caps import Caps
 from runs.models import Event, Run
-from runs.services.recording import FLUSH_ROWS, FLUSH_S, DbRecorder, StepWriter
+from runs.services.recording import (
+    FLUSH_ROWS,
+    FLUSH_S,
+    RUNNING_AFTER_S,
+    DbRecorder,
+    StepWriter,
+)
 from runs.worker import Heartbeat, run_execute
 
 pytestmark = pytest.mark.django_db
@@ -101,17 +108,25 @@ def test_a_step_ending_after_flush_s_writes_the_waiting_ones_with_it(recorder, c
     assert stored(recorder) == [(0, "ok"), (1, "ok"), (2, "ok")]
 
 
-def test_a_step_still_running_when_the_runner_checks_in_is_written_running_at_once(
-    writer, recorder, writes
+def test_a_step_still_running_after_running_after_s_is_written_running_by_the_writer(
+    writer, recorder, clock, writes
 ):
     other = recorder_of(writer)
+    clock.now = 0.05
     finish(other, 1)
     finish(recorder, 2)
     ref = recorder.step_started("tool_call", "slow", input={"q": 1})
-    assert stored(recorder) == []  # started, not yet checked in: nothing written yet
-    recorder.cancel_requested()
+    quick = other.step_started("tool_call", "quick", input={})
+    clock.now = 0.05 + RUNNING_AFTER_S - 0.001
+    writer.tick()  # nobody calls in; not yet
+    assert stored(recorder) == [] and writes == []
+    other.step_ended(quick, "ok")
+    clock.now = 0.05 + RUNNING_AFTER_S
+    writer.tick()
     assert stored(recorder) == [(0, "ok"), (1, "ok"), (2, "running")]
-    assert stored(other) == [(0, "ok")] and writes == [4]  # what waited went along
+    assert stored(other) == [(0, "ok"), (1, "ok")] and writes == [5]  # what waited went along
+    writer.tick()  # written once
+    assert writes == [5]
     recorder.step_ended(ref, "ok", output={"a": 1})
     recorder.flush()
     assert stored(recorder)[-1] == (2, "ok")
@@ -119,15 +134,60 @@ def test_a_step_still_running_when_the_runner_checks_in_is_written_running_at_on
     assert step.input == {"q": 1} and step.output == {"a": 1} and step.ended_at is not None
 
 
-def test_the_heartbeat_writes_what_an_agent_left_waiting_without_calling_in(
-    recorder, writer, clock
+def test_a_step_that_ends_before_running_after_s_is_written_once_complete(
+    writer, recorder, clock, writes
 ):
+    ref = recorder.step_started("tool_call", "fast", input={})
+    clock.now = RUNNING_AFTER_S - 0.001
+    recorder.step_ended(ref, "ok", output={"a": 1})
+    clock.now = 10.0
+    writer.tick()
+    assert stored(recorder) == [(0, "ok")] and writes == [1]
+
+
+def test_a_running_step_is_written_at_once_when_its_runner_checks_in(writer, recorder, writes):
+    # An approval's wait checks in as it begins: the question is visible at once.
+    ref = recorder.step_started("lifecycle", "wait", input={"kind": "tool"})
+    recorder.cancel_requested()
+    assert stored(recorder) == [(0, "running")] and writes == [1]
+    writer.tick()
+    recorder.cancel_requested()
+    assert writes == [1]  # not again
+    recorder.step_ended(ref, "ok")
+    recorder.flush()
+    assert stored(recorder) == [(0, "ok")]
+
+
+def test_the_writer_writes_what_waited_flush_s_without_anyone_calling_in(recorder, writer, clock):
     finish(recorder, 1)
     clock.now = FLUSH_S - 0.001
-    Heartbeat.write_waiting(writer)
+    writer.tick()
     assert stored(recorder) == []
     clock.now = FLUSH_S
-    Heartbeat.write_waiting(writer)
+    writer.tick()
+    assert stored(recorder) == [(0, "ok")]
+
+
+def test_a_discarded_runs_running_steps_are_not_written(writer, recorder, clock, writes):
+    recorder.step_started("tool_call", "slow", input={})
+    recorder.discard()
+    clock.now = 10.0
+    writer.tick()
+    assert stored(recorder) == [] and writes == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_process_writer_ticks_on_its_own_thread_while_steps_run(writes):
+    writer = StepWriter(tick_s=0.01)
+    recorder = recorder_of(writer)
+    ref = recorder.step_started("tool_call", "slow", input={})
+    deadline = time.monotonic() + 10
+    while stored(recorder) != [(0, "running")] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stored(recorder) == [(0, "running")]  # no call from the run's thread
+    recorder.step_ended(ref, "ok")
+    while stored(recorder) != [(0, "ok")] and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert stored(recorder) == [(0, "ok")]
 
 
