@@ -151,15 +151,23 @@ def events_page(*, run: Run, after_seq: int = -1, limit: int = 100):
     return page, (page[-1].seq if more and page else None)
 
 
+def run_wall_ms(run: Run) -> int | None:
+    """The run's wall time: as recorded when it ended, else measured from its start to its end,
+    or to now while it runs (a running run's wall time is written when it ends)."""
+    if run.wall_ms is not None:
+        return run.wall_ms
+    if run.started_at is None:
+        return None
+    end = run.finished_at or timezone.now()
+    return int((end - run.started_at).total_seconds() * 1000)
+
+
 def run_usage_against_caps(run: Run) -> dict:
     """{cap name: {"used": n, "limit": m}} for each per-run cap of the table (limit None = no
     cap), in the table's order."""
     caps = run.caps or {}
-    seconds = None
-    if run.wall_ms is not None:
-        seconds = round(run.wall_ms / 1000, 3)
-    elif run.started_at:
-        seconds = round(((run.finished_at or timezone.now()) - run.started_at).total_seconds(), 3)
+    wall_ms = run_wall_ms(run)
+    seconds = None if wall_ms is None else round(wall_ms / 1000, 3)
     used = {
         "tool_calls": run.tool_calls,
         "model_calls": run.model_calls,

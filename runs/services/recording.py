@@ -275,7 +275,7 @@ class StepWriter:
             if usage:
                 # A run's counters written by its worker say it is alive as well as a heartbeat
                 # does: the heartbeat then leaves the run alone for an interval (worker.Heartbeat).
-                runs_usage_update(usage, heartbeat_at=timezone.now())
+                runs_usage_update(usage, heartbeat_at=timezone.now(), live=True)
 
 
 # The one writer of this worker process.

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from ..agents import get_agent
 from ..engine.approvals import resolve_approval_policy
+from ..engine.budget import COUNTERS, STEP_COUNTERS
 from ..engine.caps import CapError, CapRaiseNotAllowed, resolve_caps
 from ..engine.webhooks import RUN_LOST, RUN_STATUS_EVENTS
 from ..engine.windows import scopes_of
@@ -346,17 +347,19 @@ def runs_heartbeat(run_ids: list) -> None:
         )
 
 
-def runs_usage_update(usages: dict, *, heartbeat_at=None) -> None:
+def runs_usage_update(usages: dict, *, heartbeat_at=None, live: bool = False) -> None:
     """Several runs' counters (run id -> Usage) in one statement; with `heartbeat_at`, their
-    heartbeat stamped too."""
+    heartbeat stamped too. `live`: the counters of runs still running, without their wall time,
+    which their end writes (`wall_ms` is indexed for the "longest" sort; leaving it, and every
+    other indexed column, unchanged lets PostgreSQL update the row in place, HOT)."""
+    names = STEP_COUNTERS if live else COUNTERS
     stamp = {} if heartbeat_at is None else {"heartbeat_at": heartbeat_at}
     if len(usages) == 1:
         [(run_id, usage)] = usages.items()
-        Run.objects.filter(id=run_id).update(**usage.fields(), **stamp)
+        Run.objects.filter(id=run_id).update(**_counters(usage, names), **stamp)
     elif usages:
         # One UPDATE per run sent together (executemany: one pipeline on PostgreSQL), without
         # building ORM expressions for each.
-        names = list(next(iter(usages.values())).fields())
         fields = [Run._meta.get_field(name) for name in [*names, *stamp]]
         quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
@@ -365,13 +368,17 @@ def runs_usage_update(usages: dict, *, heartbeat_at=None) -> None:
         params = []
         # In one order, so two batches (or a batch and a finish) cannot deadlock.
         for run_id, usage in sorted(usages.items(), key=lambda item: str(item[0])):
-            values = {**usage.fields(), **stamp}
+            values = {**_counters(usage, names), **stamp}
             params.append(
                 [f.get_db_prep_save(values[f.name], connection) for f in fields]
                 + [pk.get_db_prep_value(run_id, connection)]
             )
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
+
+
+def _counters(usage, names) -> dict:
+    return {name: getattr(usage, name) for name in names}
 
 
 def run_scopes(run: Run) -> list[str]:

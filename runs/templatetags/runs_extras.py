@@ -5,11 +5,11 @@ import json
 from decimal import Decimal
 
 from django import template
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from ..engine.caps import SECONDS, USD, cap_named
+from ..selectors.runs import run_wall_ms
 from ..views.formatting import duration_text, silence_text, usd_text
 from ..views.submission import FIELD, new_token
 from ..views.transcript import fold_html
@@ -52,13 +52,7 @@ def duration(ms) -> str:
 
 @register.filter
 def run_duration_ms(run) -> int | None:
-    """The run's wall time: as recorded, else measured from its start to its end (or now)."""
-    if run.wall_ms is not None:
-        return run.wall_ms
-    if run.started_at is None:
-        return None
-    end = run.finished_at or timezone.now()
-    return int((end - run.started_at).total_seconds() * 1000)
+    return run_wall_ms(run)
 
 
 @register.filter

@@ -17,7 +17,13 @@ from ..agents import all_agents
 from ..errors import InvalidInput
 from ..models import Run, RunSource
 from ..roles import SUPPORT, role_required
-from ..selectors.runs import DEFAULT_SORT, filters_for_intent, runs_page, search_intent
+from ..selectors.runs import (
+    DEFAULT_SORT,
+    filters_for_intent,
+    run_wall_ms,
+    runs_page,
+    search_intent,
+)
 from .formatting import duration_text, silence_text, usd_text
 from .forms import ERROR_CODES, RunListForm
 
@@ -66,7 +72,7 @@ def _run_row(run: Run, run_url: str, list_url: str) -> SafeString:
         f'<td class="user">{user}</td>\n'
         f'<td class="preview">{escape(run.input_preview or "")}</td>\n'
         f'<td class="nowrap">{created}</td>\n'
-        f'<td class="num">{escape(duration_text(run.wall_ms))}</td>\n'
+        f'<td class="num">{escape(duration_text(run_wall_ms(run)))}</td>\n'
         f'<td class="num">{run.tool_calls}</td>\n'
         f'<td class="num">{escape(usd_text(run.cost_usd))}</td>\n</tr>\n'
     )

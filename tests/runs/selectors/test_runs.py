@@ -10,7 +10,15 @@ from django.db import connection
 from django.utils import timezone
 
 from runs.errors import InvalidInput
-from runs.selectors.runs import SORTS, RunFilters, runs_filtered, runs_page, search_intent
+from runs.models import Run
+from runs.selectors.runs import (
+    SORTS,
+    RunFilters,
+    run_wall_ms,
+    runs_filtered,
+    runs_page,
+    search_intent,
+)
 from runs.selectors.search import INDEX_NAME
 from tests.runs.run_rows import make_run
 
@@ -184,3 +192,15 @@ def test_postgresql_knows_that_a_cap_hit_implies_its_status():
             "SELECT stxkeys::text FROM pg_statistic_ext WHERE stxname = 'run_outcome_stats'"
         )
         assert cursor.fetchone() is not None
+
+
+def test_a_runs_wall_time_is_its_recorded_one_else_measured_from_its_start():
+    now = timezone.now()
+    assert run_wall_ms(Run(status="queued")) is None
+    ended = Run(status="succeeded", started_at=now - timedelta(seconds=9), finished_at=now)
+    assert run_wall_ms(ended) == 9000
+    ended.wall_ms = 1234  # recorded (a wait for approval is not counted)
+    assert run_wall_ms(ended) == 1234
+    # A running run's wall time is written when it ends: until then, the time since its start.
+    running = Run(status="running", started_at=now - timedelta(seconds=3))
+    assert 3000 <= run_wall_ms(running) < 3000 + 60_000

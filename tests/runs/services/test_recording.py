@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 import runs.services.recording as recording
 import runs.worker as worker
@@ -20,6 +22,7 @@ from runs.services.recording import (
     DbRecorder,
     StepWriter,
 )
+from runs.services.runs import runs_heartbeat, runs_usage_update
 from runs.worker import Heartbeat, run_execute
 
 pytestmark = pytest.mark.django_db
@@ -284,3 +287,25 @@ def test_a_finished_runs_counters_are_written_by_its_finish_alone(monkeypatch):
     assert run.status == "succeeded" and run.events.count() == 3
     assert (run.tool_calls, run.wall_ms is not None) == (3, True)  # written by the finish
     assert counters == []  # the last batch left them to it
+
+
+def test_a_running_runs_counters_leave_its_wall_time_to_its_end(recorder):
+    recorder.usage_changed(Usage(tool_calls=2, wall_ms=1500))
+    recorder.flush()
+    run = Run.objects.get(id=recorder.run_id)
+    assert (run.tool_calls, run.wall_ms, run.heartbeat_at is not None) == (2, None, True)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's heap-only tuples")
+def test_a_running_runs_counters_and_heartbeat_are_updated_in_place(recorder):
+    # No indexed column changes, so PostgreSQL adds no index entries (a HOT update).
+    def hot_updates() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_get_xact_tuples_hot_updated('runs_run'::regclass)")
+            return cursor.fetchone()[0]
+
+    before = hot_updates()
+    usage = Usage(tool_calls=1, cost_usd=0, wall_ms=10)
+    runs_usage_update({recorder.run_id: usage}, heartbeat_at=timezone.now(), live=True)
+    runs_heartbeat([recorder.run_id])
+    assert hot_updates() - before == 2
