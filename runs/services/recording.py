@@ -136,7 +136,8 @@ class StepWriter:
             with self._lock:
                 while not self._running and self._since is None:
                     self._stirred.wait()
-            time.sleep(self._tick_s)
+            # While some run's rows are refused (or the database is down), once a second.
+            time.sleep(1.0 if self._errors else self._tick_s)
             try:
                 self.tick()
             except Exception:  # a database hiccup must not end the thread; what waits waits on
