@@ -110,9 +110,10 @@ class Usage:
     def copy(self) -> Usage:
         return replace(self)
 
-    def fields(self) -> dict:
-        """The counters by name, as the Run row's columns take them (cost as a Decimal)."""
-        return {name: getattr(self, name) for name in COUNTERS}
+    def fields(self, names=None) -> dict:
+        """The counters by name (`names`, by default all of them), as the Run row's columns take
+        them (cost as a Decimal)."""
+        return {name: getattr(self, name) for name in names or COUNTERS}
 
     def to_dict(self) -> dict:
         return {

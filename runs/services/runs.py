@@ -356,7 +356,7 @@ def runs_usage_update(usages: dict, *, heartbeat_at=None, live: bool = False) ->
     stamp = {} if heartbeat_at is None else {"heartbeat_at": heartbeat_at}
     if len(usages) == 1:
         [(run_id, usage)] = usages.items()
-        Run.objects.filter(id=run_id).update(**_counters(usage, names), **stamp)
+        Run.objects.filter(id=run_id).update(**usage.fields(names), **stamp)
     elif usages:
         # One UPDATE per run sent together (executemany: one pipeline on PostgreSQL), without
         # building ORM expressions for each.
@@ -368,17 +368,13 @@ def runs_usage_update(usages: dict, *, heartbeat_at=None, live: bool = False) ->
         params = []
         # In one order, so two batches (or a batch and a finish) cannot deadlock.
         for run_id, usage in sorted(usages.items(), key=lambda item: str(item[0])):
-            values = {**_counters(usage, names), **stamp}
+            values = {**usage.fields(names), **stamp}
             params.append(
                 [f.get_db_prep_save(values[f.name], connection) for f in fields]
                 + [pk.get_db_prep_value(run_id, connection)]
             )
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
-
-
-def _counters(usage, names) -> dict:
-    return {name: getattr(usage, name) for name in names}
 
 
 def run_scopes(run: Run) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..models import Run, RunStatus
-from ..templatetags.runs_extras import run_duration_ms
+from ..selectors.runs import run_wall_ms
 from .formatting import duration_text, explain, usd_text
 from .transcript import Text, main_text, messages_of
 
@@ -56,7 +56,7 @@ def answer_of(run: Run, last_output=None) -> str:
 def outcome_of(run: Run, answered: bool = False) -> str:
     """The outcome in plain words: "Answered in 2.10 s for $0.0012.", "Stopped: it tried a
     21st tool call; the limit is 20 per run.", "Failed: the model provider failed: …"."""
-    ms = run_duration_ms(run)
+    ms = run_wall_ms(run)
     if run.status == RunStatus.SUCCEEDED:
         verb = "Answered" if answered or main_text(run.output) else "Succeeded"
         took = f" in {duration_text(ms)}" if ms is not None else ""
@@ -73,7 +73,7 @@ def outcome_of(run: Run, answered: bool = False) -> str:
 
 
 def facts_of(run: Run) -> str:
-    parts = [duration_text(run_duration_ms(run)), usd_text(run.cost_usd)]
+    parts = [duration_text(run_wall_ms(run)), usd_text(run.cost_usd)]
     parts.append(f"{run.tool_calls} tool call{'' if run.tool_calls == 1 else 's'}")
     parts.append(f"{run.model_calls} model call{'' if run.model_calls == 1 else 's'}")
     return " · ".join(parts)
