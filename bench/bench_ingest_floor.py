@@ -11,7 +11,7 @@ the ORM).
 
 With --bare the clients do not use the application at all: each batch's rows are encoded before
 the clock starts, and a plain psycopg connection sends the statements the write path sends for a
-batch of new steps (advisory lock, stored ids and last seq, COPY into the load table, the upsert,
+batch of new steps (advisory lock, stored ids and last seq, COPY straight into the steps' table,
 the run's counters, commit). That is PostgreSQL's ceiling on this machine with the thinnest
 client Python allows.
 
@@ -79,11 +79,7 @@ def bare_client(database_url, batches, *signals) -> None:
     sent = sorted({key for body, *_ in batches for key in json.loads(body)["events"][0]})
     columns = ["id", "seq", *(c for c in sent if c != "id")]
     names = ", ".join(columns)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in ("id", "run_id", "seq"))
     with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "CREATE TEMPORARY TABLE load (LIKE runs_event INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
         prepared = []
         for body, run_id, *_ in batches:
             rows = []
@@ -114,14 +110,9 @@ def bare_client(database_url, batches, *signals) -> None:
                 )
                 last = max((seq for which, _, seq in cursor.fetchall() if which), default=None)
                 first = 0 if last is None else last + 1
-                with cursor.copy(f"COPY load ({names}) FROM STDIN") as copy:
+                with cursor.copy(f"COPY runs_event ({names}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row([row[0], first + row[1], *row[2:]])
-                cursor.execute(
-                    f"WITH loaded AS (DELETE FROM load RETURNING {names}) "
-                    f"INSERT INTO runs_event ({names}) SELECT {names} FROM loaded "
-                    f"ON CONFLICT (id) DO UPDATE SET {updates}"
-                )
                 cursor.execute(
                     "UPDATE runs_run SET tool_calls = tool_calls + %s, "
                     "model_calls = model_calls + %s WHERE id = %s",

@@ -18,6 +18,7 @@ SQLite serializes writers anyway). That is what makes run creation, seq assignme
 counters safe when many clients send overlapping batches at once.
 """
 
+import functools
 import json
 from collections.abc import Callable
 
@@ -29,7 +30,7 @@ from ..engine.budget import STEP_COUNTERS
 from ..engine.windows import scopes_of
 from ..models import TERMINAL_STATUSES, Event, EventKind, Run, RunSource, RunStatus
 from .events import json_safe, masked, text_safe
-from .ingest_steps import MAX_COST, StepReads, UsageDelta, step_reads, store_steps
+from .ingest_steps import MAX_COST, StepIdTaken, StepReads, UsageDelta, step_reads, store_steps
 from .sql import any_of, instances, quoted, read_together, update_by_pk, update_statement
 from .windows import spend_scopes, windows_add_spend, windows_from, windows_query
 
@@ -74,6 +75,20 @@ def ingest_batch(
     id that belongs to a run executed here or to another run's step). Everything accepted is
     committed when this returns.
     """
+    store = functools.partial(
+        _ingest_once, replace_run=replace_run, api_key=api_key, content_only=content_only
+    )
+    try:  # on copies: the items are consumed as they are stored
+        return store(runs=[dict(r) for r in runs], events=[dict(e) for e in events])
+    except StepIdTaken:
+        # Another batch stored one of these step ids after it was read (this transaction is
+        # rolled back whole): read again, and that step is now found where it is.
+        return store(runs=runs, events=events, copy_new=False)
+
+
+def _ingest_once(
+    *, runs, events, replace_run, api_key, content_only, copy_new=True
+) -> tuple[dict, list[dict]]:
     rejected: list[dict] = []
     with transaction.atomic():
         run_ids = {r["id"] for r in runs} | {e["run_id"] for e in events}
@@ -85,7 +100,7 @@ def ingest_batch(
         )
         external = {run_id for run_id, run in existing.items() if run.source == RunSource.EXTERNAL}
         accepted_steps, usage = store_steps(
-            events, external, rejected, reads=reads, content_only=content_only
+            events, external, rejected, reads=reads, content_only=content_only, copy_new=copy_new
         )
         _finish_at_last_step({run_id: existing[run_id] for run_id in unended})
         saves = [

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from ..engine.budget import Usage, cost_of
@@ -19,6 +19,11 @@ from .events import COLUMNS, events_record, masked
 MAX_COST = Decimal("99999999.999999")
 # Every column of a step, as `values()` names them.
 EVENT_FIELDS = tuple(COLUMNS)
+
+
+class StepIdTaken(Exception):
+    """A step id read as free was stored by another transaction before this batch wrote it: the
+    batch's transaction must be rolled back and the batch read again."""
 
 
 @dataclass
@@ -83,13 +88,16 @@ def store_steps(
     *,
     reads: StepReads,
     content_only: bool = False,
+    copy_new: bool = True,
 ) -> tuple[int, dict]:
     """Write the steps of known external runs; reject the others. Returns (accepted count,
     {run_id: UsageDelta}).
 
     With `content_only`, an item of a stored step only adds to its content: its `input` and
     `output` fill the step's when empty, or add the messages a stored list lacks; its other
-    fields only serve to create a step not stored yet. `reads` are the batch's `step_reads`."""
+    fields only serve to create a step not stored yet. `reads` are the batch's `step_reads`.
+    When every step is new and `copy_new`, they are copied straight into the table; raises
+    StepIdTaken if another transaction stored one of their ids since `reads`."""
     merged, indexes = _merge_by_id(items, known_runs, rejected)
     _reject_cycles(merged, indexes, rejected)
     accepted = sum(len(positions) for positions in indexes.values())
@@ -135,7 +143,13 @@ def store_steps(
     _price_missing_costs(rows, reads)
     for row in rows:
         usage.setdefault(row["run_id"], UsageDelta()).add(row)
-    events_record(events=rows)
+    if stored_ids or not copy_new:
+        events_record(events=rows)
+        return accepted, usage
+    try:  # every step is new, as read under the runs' locks: no upsert needed
+        events_record(events=rows, new=True)
+    except IntegrityError as exc:
+        raise StepIdTaken from exc
     return accepted, usage
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from runs.models import Event, Run
@@ -63,8 +63,8 @@ def test_upsert_by_id_keeps_run_and_seq_of_the_first_write(run, count):
     assert not Event.objects.filter(run=other).exists()
 
 
-@pytest.mark.parametrize("count", [1, 20])
-def test_agent_text_is_masked_and_made_storable_on_both_paths(run, count):
+@pytest.mark.parametrize(("count", "new"), [(1, False), (20, False), (20, True)])
+def test_agent_text_is_masked_and_made_storable_on_both_paths(run, count, new):
     secret = "ghp_" + "a1B2c3D4e5" * 4
     batch = rows(
         run,
@@ -76,7 +76,7 @@ def test_agent_text_is_masked_and_made_storable_on_both_paths(run, count):
         attributes={"a\\u0000": "backslash-u kept as text"},
     )
 
-    events.events_record(events=batch)
+    events.events_record(events=batch, new=new)
 
     for event in Event.objects.filter(run=run):
         assert (event.name, event.model) == ("n\ufffd", "m\ufffd")
@@ -89,8 +89,10 @@ def test_agent_text_is_masked_and_made_storable_on_both_paths(run, count):
         assert event.attributes == {"a\\u0000": "backslash-u kept as text"}
 
 
-@pytest.mark.parametrize("count", [1, 20])
-def test_text_that_copy_would_read_as_its_own_syntax_is_stored_as_sent_on_both_paths(run, count):
+@pytest.mark.parametrize(("count", "new"), [(1, False), (20, False), (20, True)])
+def test_text_that_copy_would_read_as_its_own_syntax_is_stored_as_sent_on_both_paths(
+    run, count, new
+):
     """COPY's text format gives tabs, line breaks, backslashes and `\\N` a meaning of their own;
     the rows are written as that text, so each must arrive as sent."""
     hostile = 'a\tb\nc\rd\\e \\N \\t {"q": "x\\"y"} é 😀'
@@ -107,7 +109,7 @@ def test_text_that_copy_would_read_as_its_own_syntax_is_stored_as_sent_on_both_p
         cost_usd=Decimal("0.000001"),
     )
 
-    events.events_record(events=batch)
+    events.events_record(events=batch, new=new)
 
     for event in Event.objects.filter(run=run):
         assert (event.name, event.model, event.output) == (hostile[:200], "\\N", hostile)
@@ -160,6 +162,25 @@ def test_postgresql_writes_large_batches_through_copy_and_single_steps_without(r
     assert "CREATE TEMPORARY TABLE IF NOT EXISTS agentops_event_load" in sql
     assert "ON CONFLICT (id) DO UPDATE" in sql
     assert Event.objects.filter(run=run).count() == 30
+
+
+def test_new_steps_are_copied_straight_into_the_table_and_a_stored_id_among_them_writes_none(
+    run,
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("the COPY path is PostgreSQL's")
+    with CaptureQueriesContext(connection) as new:
+        assert events.events_record(events=rows(run, 30), new=True) == 30
+
+    assert new.captured_queries == []  # one COPY (not captured): no load table, no upsert
+    assert [e.seq for e in Event.objects.filter(run=run).order_by("seq")] == list(range(30))
+    stored = Event.objects.filter(run=run).first()
+    again = rows(run, 20)
+    again[7] = {**again[7], "id": stored.id, "name": "overwritten?"}
+    with pytest.raises(IntegrityError), transaction.atomic():
+        events.events_record(events=again, new=True)
+    assert Event.objects.filter(run=run).count() == 30
+    assert Event.objects.get(id=stored.id).name == stored.name
 
 
 @pytest.mark.django_db(transaction=True)
