@@ -25,6 +25,11 @@ text: the test is bound by the characters scanned). Only the shapes whose trigge
 then run, each a regex that begins with a literal, which CPython's ``re`` scans for quickly. One
 alternation of all shapes (or of all triggers) would be slower: ``re`` must try every branch at
 each position that starts like one of them (measured: several times slower on English text).
+
+Many values at once (a batch of steps): ``SecretPatterns.suspects`` takes their JSON texts and
+tells, in one scan of them all (``hyperscan``, SIMD, where it is installed), which may hold
+something ``mask`` would change: a shape's trigger, or the word a secret key ends with, its
+letters apart or not. The others need no walk at all; see ``suspects`` for why that is exact.
 """
 
 import functools
@@ -34,6 +39,13 @@ try:  # optional: the triggers are then found in one pass over a string instead 
     import ahocorasick
 except ImportError:  # pragma: no cover - the plain-Python fallback
     ahocorasick = None
+try:  # optional: many JSON texts are checked in one scan instead of walking each value
+    import hyperscan
+except ImportError:  # pragma: no cover - values are then walked one by one
+    hyperscan = None
+import bisect
+import itertools
+import threading
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -117,6 +129,28 @@ _SECRET_KEY_SUFFIXES = (
     "cookie",
 )
 _KEY_SEPARATORS = re.compile(r"[-_. ]")
+# Each suffix as a pattern of its letters with any separators between them.
+_SECRET_KEY_WORDS = ["[-_. ]*".join(map(re.escape, suffix)) for suffix in _SECRET_KEY_SUFFIXES]
+
+
+class _Words:
+    """Literal triggers and patterns, found in one hyperscan scan of lowercased UTF-8 bytes."""
+
+    def __init__(self, *, literals: list[str], patterns: list[str]):
+        patterns = [*map(re.escape, literals), *patterns]
+        self._database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self._database.compile(
+            expressions=[p.encode() for p in patterns],
+            ids=list(range(len(patterns))),
+            elements=len(patterns),
+        )
+        self._local = threading.local()  # a scan needs scratch space of its thread's own
+
+    def scan(self, data: bytes, hit) -> None:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._database)
+        self._database.scan(data, match_event_handler=hit, scratch=scratch)
 
 
 class _Shape(NamedTuple):
@@ -154,6 +188,38 @@ class SecretPatterns:
                 self._automaton.add_word(trigger, bits)
             self._automaton.make_automaton()
         self._min_length = 1 if self._always else _DEFAULT_MIN_LENGTH
+        self._words = None
+        if hyperscan is not None and not self._always:
+            self._words = _Words(literals=list(by_trigger), patterns=_SECRET_KEY_WORDS)
+
+    @property
+    def tells_suspects(self) -> bool:
+        """Whether ``suspects`` can tell (hyperscan is installed, and every pattern has
+        triggers: a custom pattern, which runs on every string, makes every text a suspect)."""
+        return self._words is not None
+
+    def suspects(self, texts: list[str]) -> set[int]:
+        """The indexes of ``texts`` that may hold a secret: each text is a value as JSON, and
+        ``mask`` leaves the value of every other index unchanged. Needs ``tells_suspects``.
+
+        Exact by construction. ``mask`` changes a value only where a string's lowercased text
+        holds a trigger, or where a key, lowercased and without separators, ends with one of
+        the secret words (so its lowercased text holds the word's letters with only separators
+        between them). In JSON text a string or key is written as itself but for the escapes
+        of quotes, backslashes and control characters, which no trigger or word holds; so the
+        lowercased JSON text holds what each of its strings and keys holds. Only an escape
+        ``\\uXXXX`` could spell a letter: a text holding one is a suspect. Extra strings in
+        the text (keys, numbers, NaN written as text) can only make more suspects."""
+        found = {index for index, text in enumerate(texts) if "\\u" in text}
+        lowered = [text.lower().encode("utf-8", "surrogatepass") for text in texts]
+        ends = list(itertools.accumulate(len(data) + 1 for data in lowered))
+
+        def hit(_word, _start, end, _flags, _context):
+            found.add(bisect.bisect_left(ends, end))
+
+        # Joined by NUL, which no word matches: a match lies within one text.
+        self._words.scan(b"\0".join(lowered), hit)
+        return found
 
     def sub(self, text: str) -> str:
         """``text`` with every secret replaced by its marker."""

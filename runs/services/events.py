@@ -163,23 +163,19 @@ def events_record(*, events: list[dict], new: bool = False) -> int:
     meanwhile, the write raises IntegrityError; the caller's transaction is then to be rolled
     back and the batch read again.
     """
-    rows = []
-    for data in events:
-        row = _normalized(dict(data))
-        written = {k: row[k] for k in ("input", "output", "error", "attributes") if row.get(k)}
-        if written:
-            row.update(masked(written))  # one walk per step
-        rows.append(row)
-    rows = merge_same_ids(rows)
+    rows = merge_same_ids([_normalized(dict(data)) for data in events])
     if not rows:
         return 0
     if use_copy(len(rows)):
         # Large writes (ingest batches) stream through COPY; see copy_upsert.
+        _mask_as_text(rows)
         if new:
             copy_insert(rows)
         else:
             copy_upsert(rows, update_fields=EVENT_UPDATE_FIELDS)
         return len(rows)
+    for row in rows:
+        _mask(row)
     Event.objects.bulk_create(
         [Event(**safe_row(row)) for row in rows],
         update_conflicts=True,
@@ -187,6 +183,37 @@ def events_record(*, events: list[dict], new: bool = False) -> int:
         update_fields=EVENT_UPDATE_FIELDS,
     )
     return len(rows)
+
+
+_MASKED = ("input", "output", "error", "attributes")
+
+
+def _mask(row: dict) -> None:
+    written = {k: row[k] for k in _MASKED if row.get(k)}
+    if written:
+        row.update(masked(written))  # one walk per step
+
+
+class _JsonText(str):
+    """A JSON value already written as the text COPY stores, masked."""
+
+
+def _mask_as_text(rows: list[dict]) -> None:
+    """Mask the rows' JSON values and write them as their text for COPY: the texts of all the
+    rows are scanned at once (`SecretPatterns.suspects`), and only a row that may hold a secret
+    is walked value by value; the others' texts are stored as they are."""
+    patterns = compile_patterns(settings.AGENTOPS_SECRET_PATTERNS)
+    if not patterns.tells_suspects:
+        for row in rows:
+            _mask(row)
+        return
+    texts = [{k: _jsonb_text(row[k]) for k in _MASKED if row.get(k)} for row in rows]
+    suspects = patterns.suspects(["\0".join(written.values()) for written in texts])
+    for index, (row, written) in enumerate(zip(rows, texts, strict=True)):
+        if index in suspects:
+            _mask(row)
+        else:
+            row.update({k: _JsonText(text) for k, text in written.items()})
 
 
 def _normalized(row: dict) -> dict:
@@ -334,7 +361,8 @@ def _copy_line(row: dict) -> str:
             append(_copy_value(field.get_default()) if missing is _PER_ROW else missing)
         elif kind == _JSON:
             # JSON text holds no tab or line break: only its backslashes need escaping.
-            append(_jsonb_text(value).replace("\\", "\\\\"))
+            text = value if type(value) is _JsonText else _jsonb_text(value)
+            append(text.replace("\\", "\\\\"))
         elif (plain := _PLAIN.get(type(value))) is not None:
             append(plain(value))
         elif kind == _STR or isinstance(value, str):

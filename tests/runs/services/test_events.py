@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from runs.engine.masking import compile_patterns, mask
 from runs.models import Event, Run
 from runs.services import events
 
@@ -87,6 +89,39 @@ def test_agent_text_is_masked_and_made_storable_on_both_paths(run, count, new):
         }
         assert event.output == {"ratio": "nan", "big": "inf", "list": ["-inf", 1.0]}
         assert event.attributes == {"a\\u0000": "backslash-u kept as text"}
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_clean_steps_and_secret_holding_ones_in_one_batch_are_each_stored_as_mask_makes_them(
+    run, scan, monkeypatch
+):
+    # On the COPY path the batch's texts are scanned at once and only suspects are walked
+    # (`scan`, where hyperscan is installed); walked one by one otherwise: the same rows.
+    patterns = compile_patterns(settings.AGENTOPS_SECRET_PATTERNS)
+    if not scan:
+        monkeypatch.setattr(patterns, "_words", None)
+    values = [
+        {"text": "the order shipped", "n": [1, 2.5, None, True], "empty": {}},
+        {"db_pass-word": "hunter2", "note": "caf\u00e9 \U0001f600"},
+        {"text": "key ghp_" + "a1B2c3D4e5" * 4, "plain": "no secret here"},
+        {"quote": 'a "b" \\ c\nd\te', "unicode": "\u212a\u0130\u03a3\u2028"},
+        ["Bearer abc1234567890abcdef", "postgres://app:pw@db/x"],
+        "a plain string",
+    ]
+    batch = [
+        {**row, "input": values[i % 6], "output": values[(i + 1) % 6], "error": {"m": "x"}}
+        for i, row in enumerate(rows(run, 24))
+    ]
+
+    events.events_record(events=batch, new=True)
+
+    for row in batch:
+        stored = Event.objects.get(id=row["id"])
+        assert stored.input == mask(row["input"], patterns)
+        assert stored.output == mask(row["output"], patterns)
+        assert stored.error == {"m": "x"}
+    masked_fields = [e.input for e in Event.objects.filter(run=run) if "db_pass-word" in e.input]
+    assert masked_fields == [{"db_pass-word": "[masked:field]", "note": "caf\u00e9 \U0001f600"}] * 4
 
 
 @pytest.mark.parametrize(("count", "new"), [(1, False), (20, False), (20, True)])
