@@ -109,7 +109,7 @@ class StepWriter:
         with self._lock:
             due = []
             while self._running:
-                step_id, (row, begun) = next(iter(self._running.items()))
+                row, begun = next(iter(self._running.values()))
                 if now - begun < RUNNING_AFTER_S:
                     break  # begun in order: the rest began later
                 self._running.popitem(last=False)

@@ -3,15 +3,19 @@ Whatever it leaves out must come out of `mask` unchanged, or a secret would be s
 checked here against `mask` itself on generated values full of near-misses."""
 
 import math
+import platform
 import random
+import sys
 
 import pytest
 
 from runs.engine.masking import compile_patterns, mask
 from runs.services.events import _jsonb_text
 
+# hyperscan is installed where its wheel exists (pyproject.toml); there it must be in use.
 pytestmark = pytest.mark.skipif(
-    not compile_patterns().tells_suspects, reason="hyperscan (an optional speed-up) is missing"
+    not (sys.platform == "linux" and platform.machine() == "x86_64"),
+    reason="hyperscan, an optional speed-up, has no wheel for this platform",
 )
 
 # Pieces of text that are, nearly are, or spell with separators or other cases what a trigger
